@@ -1,0 +1,256 @@
+"""Settings: one frozen pydantic-settings tree, read from a YAML file and the environment.
+
+Precedence, highest first: environment variables (``VEC_`` prefix, ``__`` between levels, e.g.
+``VEC_SINK__CLOUD__API_KEY``), files in ``secrets_dir`` (Kubernetes secret mounts), the YAML file
+given with ``--config``, the defaults below. ``ROBOFLOW_API_KEY`` is also read for the cloud key.
+Secrets are ``SecretStr``: they print as ``**********`` everywhere, ``check-config`` included.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from consumer.contract import MAX_BATCH_EVENTS
+from consumer.errors import ConfigError
+
+REGION_BASE_URLS = {"us": "https://api.roboflow.com", "eu": "https://api.roboflow.eu"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceKind(StrEnum):
+    """Where messages come from."""
+
+    FILE = "file"
+
+
+class FileSourceConfig(_Section):
+    """A JSONL file of messages (or ``-`` for stdin): backfill and replay."""
+
+    path: str = Field("-", description="JSONL file to read, '-' for standard input.")
+    default_topic: str = Field(
+        "file", description="Topic for lines that are bare messages rather than {topic, payload} records."
+    )
+
+
+class SourceConfig(_Section):
+    """Which source to read and its settings."""
+
+    type: SourceKind = SourceKind.FILE
+    file: FileSourceConfig = FileSourceConfig()
+
+
+class SinkKind(StrEnum):
+    """Where events go."""
+
+    CLOUD = "cloud"
+    LOCAL = "local"
+    JSONL = "jsonl"
+
+
+class CloudSinkConfig(_Section):
+    """The Roboflow Vision Events API."""
+
+    region: Literal["us", "eu"] = Field("us", description="Picks the base URL when base_url is not set.")
+    base_url: str | None = Field(None, description="Overrides the region, e.g. a proxy or the local stand-in.")
+    api_key: SecretStr | None = Field(None, description="Roboflow API key with vision-events:write scope.")
+    timeout_seconds: float = Field(30.0, gt=0, description="Per-request timeout (the blocks use 30 s).")
+    upload_concurrency: int = Field(8, ge=1, le=64, description="Image uploads in flight at once.")
+    extra_headers: dict[str, str] = Field(default_factory=dict, description="Added to every request.")
+
+    def resolved_base_url(self) -> str:
+        """The base URL without a trailing slash."""
+        return (self.base_url or REGION_BASE_URLS[self.region]).rstrip("/")
+
+
+class LocalSinkConfig(_Section):
+    """An on-device Event Store (``POST /v2/events``)."""
+
+    url: str = Field("http://localhost:8001", description="Event Store base URL.")
+    api_key: SecretStr | None = Field(None, description="Sent as X-API-Key when set.")
+    timeout_seconds: float = Field(30.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=64, description="Events posted at once.")
+
+
+class JsonlSinkConfig(_Section):
+    """Dry run: write the cloud bodies as JSON lines."""
+
+    path: str = Field("-", description="File to append to, '-' for standard output.")
+
+
+class SinkConfig(_Section):
+    """Which sink to deliver to and its settings."""
+
+    type: SinkKind = SinkKind.CLOUD
+    cloud: CloudSinkConfig = CloudSinkConfig()
+    local: LocalSinkConfig = LocalSinkConfig()
+    jsonl: JsonlSinkConfig = JsonlSinkConfig()
+
+
+class BatchConfig(_Section):
+    """How events are grouped into requests."""
+
+    max_events: int = Field(MAX_BATCH_EVENTS, ge=1, le=MAX_BATCH_EVENTS, description="Events per batch (API max 100).")
+    max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Approximate request body bytes per batch.")
+    linger_ms: int = Field(200, ge=0, description="How long a partial batch waits for more events.")
+    max_in_flight_batches: int = Field(4, ge=1, le=64, description="Batches being delivered at once.")
+    max_in_flight_events: int = Field(
+        10_000, ge=1, description="Events received and not yet settled; sources pause above it."
+    )
+
+
+class RetryConfig(_Section):
+    """Backoff for transient failures (network, 408, 425, 429, 5xx, 529)."""
+
+    initial_backoff_seconds: float = Field(0.5, gt=0)
+    max_backoff_seconds: float = Field(30.0, gt=0)
+    auth_backoff_seconds: float = Field(60.0, gt=0, description="Wait between attempts while 401/403.")
+    give_up_after_seconds: float | None = Field(
+        None, gt=0, description="Dead-letter a batch still failing after this long; null retries forever."
+    )
+
+
+class DeadLetterKind(StrEnum):
+    """Where dead letters go."""
+
+    JSONL = "jsonl"
+
+
+class JsonlDeadLetterConfig(_Section):
+    """Dead letters as JSON lines in a local file."""
+
+    path: str = Field("dead-letters.jsonl", description="File to append to; fsynced before acknowledging.")
+
+
+class DeadLetterConfig(_Section):
+    """Which dead-letter destination."""
+
+    type: DeadLetterKind = DeadLetterKind.JSONL
+    jsonl: JsonlDeadLetterConfig = JsonlDeadLetterConfig()
+
+
+class LimitsConfig(_Section):
+    """Limits applied to incoming messages before they are interpreted."""
+
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger messages are dead-lettered.")
+    max_json_depth: int = Field(32, ge=4, le=512, description="Deeper JSON nesting is dead-lettered.")
+
+
+class ImagesConfig(_Section):
+    """Image URLs in messages are fetched only from allow-listed hosts."""
+
+    url_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts image URLs may point to ('*.example.com' allowed); empty: none."
+    )
+    url_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    url_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class HttpConfig(_Section):
+    """The /metrics, /healthz and /readyz server."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a container's metrics port must listen beyond loopback
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class LogConfig(_Section):
+    """Structured logs on standard error."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    """The whole effective configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VEC_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        secrets_dir=os.environ.get("VEC_SECRETS_DIR") or None,
+    )
+
+    routes: Path = Field(Path("routes.yaml"), description="Routes file (see docs/routing.md).")
+    source: SourceConfig = SourceConfig()
+    sink: SinkConfig = SinkConfig()
+    batch: BatchConfig = BatchConfig()
+    retry: RetryConfig = RetryConfig()
+    dead_letter: DeadLetterConfig = DeadLetterConfig()
+    limits: LimitsConfig = LimitsConfig()
+    images: ImagesConfig = ImagesConfig()
+    http: HttpConfig = HttpConfig()
+    log: LogConfig = LogConfig()
+    shutdown_deadline_seconds: float = Field(25.0, gt=0, description="SIGTERM drain deadline.")
+
+    @model_validator(mode="after")
+    def _cloud_needs_a_key(self) -> Settings:
+        if self.sink.type is SinkKind.CLOUD and self.sink.cloud.api_key is None:
+            raise ValueError("sink.cloud.api_key is required for the cloud sink (or set ROBOFLOW_API_KEY)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment beats secret files beats the YAML file (passed as init values)."""
+        return (env_settings, file_secret_settings, init_settings)
+
+
+def _deep_set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+    tree.setdefault(keys[-1], value)
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings from an optional YAML file, the environment and ``overrides``.
+
+    ``overrides`` (from command-line flags) take precedence over the file but not the environment.
+    Raises ConfigError with every problem listed, secrets never included.
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping at the top level")
+        data = loaded
+    for dotted, value in (overrides or {}).items():
+        keys = dotted.split(".")
+        tree = data
+        for key in keys[:-1]:
+            tree = tree.setdefault(key, {})
+        tree[keys[-1]] = value
+    roboflow_key = os.environ.get("ROBOFLOW_API_KEY")
+    if roboflow_key:
+        _deep_set(data, ["sink", "cloud", "api_key"], roboflow_key)
+    try:
+        return Settings(**data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets replaced by ``**********``."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,142 @@
+"""Typed errors: every retry, split and dead-letter decision is taken from these classes.
+
+The tree::
+
+    ConsumerError
+    ├── ConfigError                 bad settings or routes file; the process refuses to start
+    ├── MessageError                this message can never become an event: dead-letter it
+    │   │                           (carries the reason code and the field path)
+    │   ├── DecodeError             not JSON, NaN/Infinity, too large, too deep
+    │   ├── FormatError             JSON, but no supported model output or envelope shape
+    │   ├── RouteError              no route matches the topic (reason ``no_route``)
+    │   └── ValidationError         a field breaks a limit or enum of the API contract
+    └── DeliveryError               the sink could not deliver (raised by sinks only)
+        ├── RetryableDeliveryError  network error, 408/425/429/5xx/529: back off and try again
+        ├── AuthError               401/403: not the events' fault; mark not-ready, retry slowly
+        └── RejectedError           the API refused the request for good (400/413/422, other 4xx):
+                                    split the batch to isolate the bad events
+
+``DeadLetterError`` is separate: the dead-letter destination itself failed, so nothing may be
+acknowledged. Library errors (httpx, orjson, pydantic) are translated into this tree once, at the
+edge that calls the library.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Machine-readable reason codes, used as the ``reason`` label and in dead-letter records."""
+
+    # Decoding
+    MESSAGE_TOO_LARGE = "message_too_large"
+    INVALID_JSON = "invalid_json"
+    NON_FINITE_NUMBER = "non_finite_number"
+    TOO_DEEP = "too_deep"
+    NOT_AN_OBJECT = "not_an_object"
+    # Shape
+    UNKNOWN_FORMAT = "unknown_format"
+    INVALID_PREDICTIONS = "invalid_predictions"
+    # Routing
+    NO_ROUTE = "no_route"
+    # Validation
+    MISSING_FIELD = "missing_field"
+    INVALID_TYPE = "invalid_type"
+    INVALID_VALUE = "invalid_value"
+    TOO_LONG = "too_long"
+    TOO_MANY = "too_many"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    INVALID_IMAGE = "invalid_image"
+    IMAGE_URL_NOT_ALLOWED = "image_url_not_allowed"
+    # Delivery (dead-lettered after the API refused an event for good)
+    API_REJECTED = "api_rejected"
+    IMAGE_REJECTED = "image_rejected"
+    IMAGE_FETCH_FAILED = "image_fetch_failed"
+    DELIVERY_TIMEOUT = "delivery_timeout"
+    NOT_ACKNOWLEDGED = "not_acknowledged_by_api"
+
+
+class ConsumerError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(ConsumerError):
+    """Settings or routes are invalid; the message says which key and why."""
+
+
+class MessageError(ConsumerError):
+    """A message that can never become a Vision Event.
+
+    ``path`` points into the message (``predictions[3].confidence``), or is empty when the whole
+    message is at fault.
+    """
+
+    def __init__(self, reason: Reason, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.path = path
+        self.detail = message
+
+    def __str__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return f"{self.reason}{where}: {self.detail}"
+
+
+class DecodeError(MessageError):
+    """The bytes are not an acceptable JSON document."""
+
+
+class FormatError(MessageError):
+    """The JSON has no shape this consumer understands."""
+
+
+class RouteError(MessageError):
+    """No route matches the message's topic."""
+
+
+class ValidationError(MessageError):
+    """A field breaks a limit or enum of the Vision Events contract."""
+
+
+class DeliveryError(ConsumerError):
+    """The sink could not deliver a request."""
+
+    def __init__(self, message: str, *, status: int | None = None, endpoint: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.endpoint = endpoint
+
+
+class RetryableDeliveryError(DeliveryError):
+    """Transient failure: the same request may succeed later.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        endpoint: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, endpoint=endpoint)
+        self.retry_after = retry_after
+
+
+class AuthError(DeliveryError):
+    """The API refused our credentials. Events are not at fault and are never dead-lettered for it."""
+
+
+class RejectedError(DeliveryError):
+    """The API refused the request for good; the body's explanation is kept in ``detail``."""
+
+    def __init__(self, message: str, *, status: int | None = None, endpoint: str = "", detail: str = "") -> None:
+        super().__init__(message, status=status, endpoint=endpoint)
+        self.detail = detail
+
+
+class DeadLetterError(ConsumerError):
+    """The dead-letter destination could not confirm a write; nothing may be acknowledged."""

@@ -1,0 +1,23 @@
+"""Stable event ids: the same message always becomes the same eventId.
+
+The cloud API overwrites an event whose eventId it has seen, so a redelivered message (after a
+crash, a rebalance, a replay) updates its event instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Final
+
+# Fixed forever: changing it would give every message a new id and duplicate replayed events.
+EVENT_ID_NAMESPACE: Final = uuid.UUID("6f1d4c1e-8a57-5a0e-9d53-0c6b6f7e2a41")
+
+
+def event_id_for(*, publisher_id: str | None, topic: str, payload: bytes) -> str:
+    """UUIDv5 of the publisher's own id when it sent one, else of the topic and a payload hash."""
+    if publisher_id:
+        key = "id:" + publisher_id
+    else:
+        key = "topic:" + topic + "\x00sha256:" + hashlib.sha256(payload).hexdigest()
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, key))

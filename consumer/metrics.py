@@ -1,0 +1,107 @@
+"""Every Prometheus metric the consumer exports, in one object over an injected registry.
+
+Tests build a fresh ``CollectorRegistry`` each, so counts never leak between them. Label values
+are bounded: ``topic`` is the subscription (an MQTT filter or a Kafka topic), never a concrete MQTT
+topic with ids in it; ``reason`` comes from :class:`consumer.errors.Reason`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+_BATCH_EVENT_BUCKETS = (1, 2, 5, 10, 20, 50, 75, 100)
+_BATCH_BYTE_BUCKETS = (1e3, 1e4, 1e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6)
+
+
+class Metrics:
+    """The consumer's metrics. Names follow Prometheus conventions and pass ``promtool check metrics``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, namespace: str = "vision_events") -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r, ns = self.registry, namespace
+        self.messages_received = Counter(
+            "messages_received", "Messages received from a source.", ["source", "topic"], namespace=ns, registry=r
+        )
+        self.message_bytes = Counter(
+            "message_received_bytes", "Payload bytes received from a source.", ["source"], namespace=ns, registry=r
+        )
+        self.messages_normalized = Counter(
+            "messages_normalized",
+            "Messages by normalization outcome (event, suppressed, filtered, invalid, unrouted).",
+            ["route", "outcome"],
+            namespace=ns,
+            registry=r,
+        )
+        self.events_delivered = Counter(
+            "events_delivered", "Events the API accepted.", ["sink", "event_type"], namespace=ns, registry=r
+        )
+        self.batches = Counter(
+            "batches", "Batches handed to the sink, by final outcome.", ["sink", "outcome"], namespace=ns, registry=r
+        )
+        self.batch_events = Histogram(
+            "batch_size_events", "Events per batch.", ["sink"], buckets=_BATCH_EVENT_BUCKETS, namespace=ns, registry=r
+        )
+        self.batch_bytes = Histogram(
+            "batch_size_bytes", "Approximate bytes per batch.", ["sink"], buckets=_BATCH_BYTE_BUCKETS,
+            namespace=ns, registry=r,
+        )
+        self.api_requests = Histogram(
+            "api_request_duration_seconds",
+            "API request latency by endpoint and HTTP status (status 'error' for network failures).",
+            ["endpoint", "status"],
+            buckets=_LATENCY_BUCKETS,
+            namespace=ns,
+            registry=r,
+        )
+        self.retries = Counter(
+            "api_retries", "Requests retried, by endpoint and cause.", ["endpoint", "cause"], namespace=ns, registry=r
+        )
+        self.batch_splits = Counter(
+            "batch_splits", "Batches split in two to isolate rejected events.", ["sink"], namespace=ns, registry=r
+        )
+        self.dead_letters = Counter(
+            "dead_letters", "Messages written to the dead-letter destination, by reason.", ["reason"],
+            namespace=ns, registry=r,
+        )
+        self.dead_letter_failures = Counter(
+            "dead_letter_write_failures", "Failed writes to the dead-letter destination.", namespace=ns, registry=r
+        )
+        self.annotations_dropped = Counter(
+            "annotations_dropped",
+            "Events delivered without their predictions, by reason (no_image: nothing to attach them to).",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
+        self.images_uploaded = Counter("images_uploaded", "Images uploaded.", namespace=ns, registry=r)
+        self.image_upload_bytes = Counter(
+            "image_upload_bytes", "Bytes of images uploaded.", namespace=ns, registry=r
+        )
+        self.images_fetched = Counter(
+            "images_fetched", "Images fetched from URLs, by outcome.", ["outcome"], namespace=ns, registry=r
+        )
+        self.in_flight_events = Gauge(
+            "in_flight_events", "Events received and not yet delivered or dead-lettered.", namespace=ns, registry=r
+        )
+        self.end_to_end_latency = Histogram(
+            "end_to_end_latency_seconds",
+            "From the event's capture time to the API accepting it.",
+            buckets=_LATENCY_BUCKETS,
+            namespace=ns,
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "delivery_latency_seconds",
+            "From the consumer receiving the message to the API accepting its event.",
+            buckets=_LATENCY_BUCKETS,
+            namespace=ns,
+            registry=r,
+        )
+        self.last_delivery = Gauge(
+            "last_delivery_timestamp_seconds", "Unix time of the last accepted event.", namespace=ns, registry=r
+        )
+        self.sink_auth_failing = Gauge(
+            "sink_auth_failing", "1 while the API refuses the credentials (401/403).", ["sink"], namespace=ns, registry=r
+        )
+        self.ready = Gauge("ready", "1 when the consumer reports ready on /readyz.", namespace=ns, registry=r)

@@ -1,0 +1,303 @@
+"""Turn one received message into a Vision Event, or a typed reason why not.
+
+Order of work, cheapest refusal first: route by topic, decode once, read the envelope or the raw
+model output, apply the route's values and rules, validate every limit, then the cooldown (so an
+invalid message never uses up a cooldown window).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError as PydanticValidationError
+
+from consumer import contract
+from consumer.config import ImagesConfig, LimitsConfig
+from consumer.decode import decode_message
+from consumer.envelope import ENVELOPE_MARKERS, ImageInput, parse_envelope
+from consumer.errors import FormatError, MessageError, Reason, RouteError, ValidationError
+from consumer.formats import ModelOutput, PredictionFormat, convert_predictions, detect_format
+from consumer.identity import event_id_for
+from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
+from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
+from consumer.routing.route import EVENT_FIELDS
+from consumer.validation import (
+    build_event_data,
+    check_custom_metadata,
+    parse_timestamp,
+    require_event_type,
+    require_non_empty_str,
+    require_str,
+)
+
+_RAW_FORMATS = {
+    MessageFormat.ROBOFLOW: PredictionFormat.ROBOFLOW,
+    MessageFormat.WORKFLOW: PredictionFormat.WORKFLOW,
+    MessageFormat.ULTRALYTICS: PredictionFormat.ULTRALYTICS,
+}
+
+
+class SkipReason(StrEnum):
+    """Why a valid message on purpose produced no event."""
+
+    COOLDOWN = "suppressed"
+    NO_ALERT = "filtered"
+    UNROUTED = "unrouted"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A message that is settled without an event (a route said so); it is counted and acknowledged."""
+
+    reason: SkipReason
+    route: str
+
+
+@dataclass(slots=True)
+class _Draft:
+    """Field values collected for one message, before they are checked."""
+
+    event_type: Any
+    use_case: Any
+    values: dict[str, Any]
+    metadata: dict[str, Any]
+    output: ModelOutput | None
+    message_set: frozenset[str]
+
+
+class Normalizer:
+    """Routes, decodes and validates messages. Single-threaded: the pipeline owns it."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        limits: LimitsConfig,
+        images: ImagesConfig,
+        *,
+        on_annotations_dropped: Callable[[str], None] = lambda _reason: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._router = Router(table.routes)
+        self._drop_unrouted = table.unrouted is UnroutedPolicy.DROP
+        self._limits = limits
+        self._allowed_hosts = tuple(h.lower() for h in images.url_allowed_hosts)
+        self._on_annotations_dropped = on_annotations_dropped
+        self._clock = clock
+
+    def route_name(self, topic: str) -> str:
+        """The name of the route for ``topic``, or ``unrouted``; for metric labels."""
+        found = self._router.match(topic)
+        return "unrouted" if found is None else found[0].name
+
+    def normalize(self, message: InboundMessage) -> VisionEvent | Skipped:
+        """The event for ``message``, or Skipped. Raises MessageError when it can never be delivered."""
+        found = self._router.match(message.topic)
+        if found is None:
+            if self._drop_unrouted:
+                return Skipped(SkipReason.UNROUTED, "unrouted")
+            raise RouteError(Reason.NO_ROUTE, f"no route matches topic {message.topic!r}")
+        route, captures = found
+        document = decode_message(
+            message.payload, max_bytes=self._limits.max_message_bytes, max_depth=self._limits.max_json_depth
+        )
+        context: dict[str, Any] = {"topic": message.topic, **captures}
+        draft = self._collect(route, document, context)
+        return self._build(route, message, draft, context)
+
+    # -- collecting values ---------------------------------------------------------------------------
+
+    def _collect(self, route: Route, document: dict[str, Any] | list[Any], context: dict[str, Any]) -> _Draft:
+        values: dict[str, Any] = {}
+        for name, spec in route.fields.items():
+            value = spec.evaluate(document, context)
+            if value is not None:
+                values[name] = value
+        metadata: dict[str, Any] = {}
+        for key, spec in route.custom_metadata.items():
+            value = spec.evaluate(document, context)
+            if value is not None:
+                metadata[key] = value
+        event_type: Any = route.event_type
+        use_case = None if route.use_case is None else route.use_case.evaluate(document, context)
+
+        fmt = route.format
+        if fmt is MessageFormat.AUTO:
+            fmt = self._detect(document)
+        message_set: frozenset[str] = frozenset()
+        if fmt is MessageFormat.ENVELOPE:
+            if not isinstance(document, dict):
+                raise FormatError(Reason.NOT_AN_OBJECT, "an envelope message must be a JSON object")
+            envelope = parse_envelope(document)
+            given = {name: getattr(envelope, name) for name in EVENT_FIELDS}
+            given = {k: v for k, v in given.items() if v is not None}
+            message_set = frozenset(given)
+            values.update(given)
+            if envelope.event_type is not None:
+                event_type = envelope.event_type
+            if envelope.use_case is not None:
+                use_case = envelope.use_case
+            if envelope.custom_metadata:
+                metadata.update(envelope.custom_metadata)
+            output = None
+            if envelope.predictions is not None:
+                output = convert_predictions(envelope.predictions, PredictionFormat.AUTO, path="predictions")
+        else:
+            output = convert_predictions(document, _RAW_FORMATS[fmt], path="")
+        return _Draft(event_type, use_case, values, metadata, output, message_set)
+
+    @staticmethod
+    def _detect(document: dict[str, Any] | list[Any]) -> MessageFormat:
+        if isinstance(document, dict) and not ENVELOPE_MARKERS.isdisjoint(document):
+            return MessageFormat.ENVELOPE
+        detected = detect_format(document)
+        if detected is None:
+            raise FormatError(
+                Reason.UNKNOWN_FORMAT,
+                "neither an envelope nor a supported model output (see docs/message-format.md)",
+            )
+        return MessageFormat(detected.value)
+
+    # -- building the event --------------------------------------------------------------------------
+
+    def _build(
+        self, route: Route, message: InboundMessage, draft: _Draft, context: dict[str, Any]
+    ) -> VisionEvent | Skipped:
+        if draft.event_type is None:
+            raise ValidationError(Reason.MISSING_FIELD, "no event type from the message or the route", "event_type")
+        event_type = require_event_type(draft.event_type, "event_type")
+        if draft.use_case is None:
+            raise ValidationError(Reason.MISSING_FIELD, "no use case from the message or the route", "use_case")
+        use_case = require_non_empty_str(draft.use_case, "use_case", contract.MAX_USE_CASE_CHARS)
+        values = draft.values
+        annotations: Annotations = draft.output.annotations if draft.output is not None else {}
+
+        skipped = self._apply_rules(route, event_type, values, draft, annotations)
+        if skipped is not None:
+            return skipped
+
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        if "timestamp" in values:
+            timestamp = parse_timestamp(values["timestamp"], "timestamp", now)
+        else:
+            timestamp = datetime.fromtimestamp(message.received_at, UTC)
+        event_data = build_event_data(event_type, values)
+        metadata = check_custom_metadata(draft.metadata, "custom_metadata")
+        device_id = _optional_str(values, "device_id", contract.MAX_DEVICE_ID_CHARS)
+        stream_id = _optional_str(values, "stream_id", contract.MAX_STREAM_ID_CHARS)
+        workflow_id = _optional_str(values, "workflow_id", contract.MAX_WORKFLOW_ID_CHARS)
+        publisher_id = _optional_str(values, "event_id", 1000)
+
+        input_image = self._image(values.get("input_image"), "input_image")
+        output_image = self._image(values.get("output_image"), "output_image")
+        if output_image is None and draft.output is not None and draft.output.visualization_base64:
+            output_image = self._image(draft.output.visualization_base64, "visualization")
+        if annotations and input_image is None and output_image is None:
+            if route.no_image_policy is NoImagePolicy.DEAD_LETTER:
+                raise ValidationError(
+                    Reason.MISSING_FIELD, "predictions need an image to be attached to (route policy)", "input_image"
+                )
+            self._on_annotations_dropped("no_image")
+            annotations = {}
+
+        if route.cooldown is not None:
+            cooldown_context = {**context, **values, "event_type": event_type.value, "use_case": use_case}
+            if not route.cooldown.admit(cooldown_context):
+                return Skipped(SkipReason.COOLDOWN, route.name)
+
+        return VisionEvent(
+            event_id=event_id_for(publisher_id=publisher_id, topic=message.topic, payload=message.payload),
+            event_type=event_type,
+            use_case_id=use_case,
+            timestamp=timestamp,
+            message=message,
+            route=route.name,
+            event_data=event_data,
+            custom_metadata=metadata,
+            device_id=device_id,
+            stream_id=stream_id,
+            workflow_id=workflow_id,
+            input_image=input_image,
+            output_image=output_image,
+            annotations=annotations,
+            approx_bytes=len(message.payload),
+        )
+
+    @staticmethod
+    def _apply_rules(
+        route: Route, event_type: Any, values: dict[str, Any], draft: _Draft, annotations: Annotations
+    ) -> Skipped | None:
+        """Fill fields the message did not set from the route's rules (message > rule > route)."""
+        given = draft.message_set
+        have_predictions = draft.output is not None
+        if route.quality is not None and have_predictions and "qc_result" not in given:
+            values["qc_result"] = route.quality.result(annotations)
+        if route.count is not None and have_predictions and "item_count" not in given:
+            values["item_count"] = route.count.count(annotations)
+            if route.count.item_type is not None and "item_type" not in given:
+                values.setdefault("item_type", route.count.item_type)
+        if route.alert is not None and event_type == contract.EventType.SAFETY_ALERT and "alert_type" not in given:
+            alert = route.alert.alert(annotations)
+            if alert is None:
+                return Skipped(SkipReason.NO_ALERT, route.name)
+            values["alert_type"] = alert.alert_type
+            if "severity" not in given:
+                values["severity"] = alert.severity
+            if "alert_description" not in given:
+                values["alert_description"] = alert.description
+        return None
+
+    def _image(self, value: Any, path: str) -> ImageSource | None:
+        if value is None:
+            return None
+        if isinstance(value, ImageInput):
+            spec = value
+        elif isinstance(value, str):
+            spec = ImageInput(url=value) if value.startswith(("http://", "https://")) else ImageInput(base64=value)
+        elif isinstance(value, dict):
+            try:
+                spec = ImageInput.model_validate(value)
+            except PydanticValidationError as exc:
+                raise ValidationError(Reason.INVALID_IMAGE, exc.errors()[0]["msg"], path) from None
+        else:
+            raise ValidationError(Reason.INVALID_TYPE, "an image is {base64|url|source_id: ...} or a string", path)
+        if spec.base64 is not None:
+            image = ImageSource(base64=spec.base64)
+            try:
+                data = image.data()
+            except MessageError as exc:
+                exc.path = path
+                raise
+            if contract.sniff_image_format(data) is None:
+                raise ValidationError(Reason.INVALID_IMAGE, "not a JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC or AVIF", path)
+            return image
+        if spec.url is not None:
+            self._check_url(spec.url, path)
+            return ImageSource(url=spec.url)
+        return ImageSource(source_id=require_non_empty_str(spec.source_id, path, 256))
+
+    def _check_url(self, url: str, path: str) -> None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            raise ValidationError(Reason.IMAGE_URL_NOT_ALLOWED, "only http(s) image URLs are fetched", path)
+        if not any(_host_allowed(host, pattern) for pattern in self._allowed_hosts):
+            raise ValidationError(
+                Reason.IMAGE_URL_NOT_ALLOWED, f"host {host!r} is not in images.url_allowed_hosts", path
+            )
+
+
+def _host_allowed(host: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+def _optional_str(values: dict[str, Any], name: str, max_chars: int) -> str | None:
+    value = values.get(name)
+    return None if value is None else require_str(value, name, max_chars)

@@ -1,0 +1,302 @@
+"""The pipeline: normalize, batch, deliver, dead-letter, and only then acknowledge.
+
+One asyncio event loop owns it. Sources hand over messages in batches (``submit``), never one by
+one, so there is one thread hop per batch at most. Every message ends in exactly one of:
+
+- its event was accepted by the sink            -> acknowledged
+- it, or its event, was dead-lettered (durably) -> acknowledged
+- a route settled it without an event           -> acknowledged (counted as suppressed/filtered)
+
+Nothing is acknowledged before one of these. ``max_in_flight_events`` bounds the messages between
+``submit`` and acknowledgement: ``submit`` waits while the bound is reached, which is how a slow
+API pushes back on the sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from consumer.config import BatchConfig
+from consumer.deadletter import DeadLetterRecord, DeadLetterWriter
+from consumer.errors import DeadLetterError, MessageError, Reason
+from consumer.metrics import Metrics
+from consumer.model import InboundMessage, VisionEvent
+from consumer.normalize import Normalizer, Skipped
+from consumer.sinks.base import DeliveryReport, Rejection, Sink
+
+log = logging.getLogger(__name__)
+
+_DEAD_LETTER_RETRY_MAX_SECONDS = 30.0
+_SINK_BUG_BACKOFF_SECONDS = 5.0
+
+
+class Pipeline:
+    """Connects the normalizer, the batcher, the sink and the dead-letter writer."""
+
+    def __init__(
+        self,
+        normalizer: Normalizer,
+        sink: Sink,
+        dead_letters: DeadLetterWriter,
+        metrics: Metrics,
+        batch: BatchConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._normalizer = normalizer
+        self._sink = sink
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._batch = batch
+        self._clock = clock
+        self._pending: list[VisionEvent] = []
+        self._pending_bytes = 0
+        self._linger: asyncio.TimerHandle | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._batch_slots = asyncio.Semaphore(batch.max_in_flight_batches)
+        self._in_flight = 0
+        self._settled = asyncio.Condition()
+        self._dead_letter_failing = False
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Messages submitted and not yet acknowledged."""
+        return self._in_flight
+
+    @property
+    def dead_letter_failing(self) -> bool:
+        """True while the dead-letter destination refuses writes (the consumer is then not ready)."""
+        return self._dead_letter_failing
+
+    @property
+    def sink_auth_failing(self) -> bool:
+        """True while the sink's credentials are refused."""
+        return self._sink.auth_failing
+
+    # -- intake ---------------------------------------------------------------------------------------
+
+    async def submit(self, messages: Sequence[InboundMessage]) -> None:
+        """Take a batch of received messages. Returns once they are accepted into the pipeline.
+
+        Waits first while the in-flight bound is reached. Invalid messages are dead-lettered
+        before this returns.
+        """
+        if not messages:
+            return
+        await self._wait_for_room(len(messages))
+        self._in_flight += len(messages)
+        self._metrics.in_flight_events.set(self._in_flight)
+        self._count_received(messages)
+
+        outcomes: Counter[tuple[str, str]] = Counter()
+        dead: list[DeadLetterRecord] = []
+        dead_messages: list[InboundMessage] = []
+        skipped: list[InboundMessage] = []
+        now = self._clock()
+        for message in messages:
+            try:
+                result = self._normalizer.normalize(message)
+            except MessageError as exc:
+                outcome = "unrouted" if exc.reason is Reason.NO_ROUTE else "invalid"
+                outcomes[(self._normalizer.route_name(message.topic), outcome)] += 1
+                dead.append(
+                    DeadLetterRecord.for_message(
+                        message, reason=exc.reason.value, detail=exc.detail, path=exc.path, now=now
+                    )
+                )
+                dead_messages.append(message)
+                continue
+            except Exception as exc:  # a bug must cost one message, never the process
+                log.exception("normalizing a message failed unexpectedly", extra={"coordinates": message.coordinates()})
+                outcomes[(self._normalizer.route_name(message.topic), "invalid")] += 1
+                dead.append(
+                    DeadLetterRecord.for_message(
+                        message, reason="internal_error", detail=f"{type(exc).__name__}: {exc}", now=now
+                    )
+                )
+                dead_messages.append(message)
+                continue
+            if isinstance(result, Skipped):
+                outcomes[(result.route, result.reason.value)] += 1
+                skipped.append(message)
+                continue
+            outcomes[(result.route, "event")] += 1
+            self._add(result)
+        for (route, outcome), count in outcomes.items():
+            self._metrics.messages_normalized.labels(route, outcome).inc(count)
+        if skipped:
+            self._settle(skipped)
+        if dead:
+            await self._write_dead_letters(dead)
+            self._settle(dead_messages)
+
+    def _count_received(self, messages: Sequence[InboundMessage]) -> None:
+        by_label: Counter[tuple[str, str]] = Counter()
+        size_by_source: Counter[str] = Counter()
+        for message in messages:
+            by_label[(message.source, message.subscription or message.topic)] += 1
+            size_by_source[message.source] += len(message.payload)
+        for (source, topic), count in by_label.items():
+            self._metrics.messages_received.labels(source, topic).inc(count)
+        for source, size in size_by_source.items():
+            self._metrics.message_bytes.labels(source).inc(size)
+
+    async def _wait_for_room(self, incoming: int) -> None:
+        limit = self._batch.max_in_flight_events
+        if self._in_flight + incoming <= limit or self._in_flight == 0:
+            return
+        # Waiting for deliveries: do not let a partial batch sit out its linger meanwhile.
+        self._flush_pending()
+        async with self._settled:
+            await self._settled.wait_for(lambda: self._in_flight + incoming <= limit or self._in_flight == 0)
+
+    # -- batching -------------------------------------------------------------------------------------
+
+    def _add(self, event: VisionEvent) -> None:
+        self._pending.append(event)
+        self._pending_bytes += event.approx_bytes
+        if len(self._pending) >= self._batch.max_events or self._pending_bytes >= self._batch.max_bytes:
+            self._flush_pending()
+        elif self._linger is None:
+            loop = asyncio.get_running_loop()
+            self._linger = loop.call_later(self._batch.linger_ms / 1000, self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if not self._pending:
+            return
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        task = asyncio.get_running_loop().create_task(self._deliver(batch))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    # -- delivery -------------------------------------------------------------------------------------
+
+    async def _deliver(self, batch: list[VisionEvent]) -> None:
+        async with self._batch_slots:
+            sink = self._sink.name
+            self._metrics.batch_events.labels(sink).observe(len(batch))
+            self._metrics.batch_bytes.labels(sink).observe(sum(e.approx_bytes for e in batch))
+            report = await self._deliver_until_final(batch)
+            self._record_delivered(report.delivered)
+            self._settle([e.message for e in report.delivered])
+            if report.rejected:
+                await self._write_dead_letters([self._rejection_record(r) for r in report.rejected])
+                self._settle([r.event.message for r in report.rejected])
+            outcome = "delivered" if not report.rejected else ("partial" if report.delivered else "rejected")
+            self._metrics.batches.labels(sink, outcome).inc()
+
+    async def _deliver_until_final(self, batch: list[VisionEvent]) -> DeliveryReport:
+        while True:
+            try:
+                return await self._sink.deliver(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Sinks report every HTTP outcome; an exception here is a bug. Keep the events.
+                log.exception("sink raised unexpectedly; retrying the batch", extra={"events": len(batch)})
+                await asyncio.sleep(_SINK_BUG_BACKOFF_SECONDS)
+
+    def _record_delivered(self, events: list[VisionEvent]) -> None:
+        if not events:
+            return
+        now = self._clock()
+        by_type: Counter[str] = Counter()
+        for event in events:
+            by_type[event.event_type.value] += 1
+            self._metrics.end_to_end_latency.observe(max(0.0, now - event.timestamp.timestamp()))
+            self._metrics.delivery_latency.observe(max(0.0, now - event.message.received_at))
+        for event_type, count in by_type.items():
+            self._metrics.events_delivered.labels(self._sink.name, event_type).inc(count)
+        self._metrics.last_delivery.set(now)
+
+    def _rejection_record(self, rejection: Rejection) -> DeadLetterRecord:
+        return DeadLetterRecord.for_message(
+            rejection.event.message,
+            reason=rejection.reason.value,
+            detail=rejection.detail,
+            now=self._clock(),
+            attempts=rejection.attempts,
+            event_id=rejection.event.event_id,
+            status=rejection.status,
+        )
+
+    # -- dead letters and acknowledgement --------------------------------------------------------------
+
+    async def _write_dead_letters(self, records: list[DeadLetterRecord]) -> None:
+        """Write until confirmed. While the destination fails, nothing is acknowledged and we are not ready."""
+        delay = 0.5
+        while True:
+            try:
+                await self._dead_letters.write(records)
+            except DeadLetterError as exc:
+                self._metrics.dead_letter_failures.inc()
+                if not self._dead_letter_failing:
+                    log.error("dead-letter destination failing; holding acknowledgements", extra={"error": str(exc)})
+                self._dead_letter_failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _DEAD_LETTER_RETRY_MAX_SECONDS)
+                continue
+            break
+        if self._dead_letter_failing:
+            log.info("dead-letter destination recovered")
+        self._dead_letter_failing = False
+        reasons: Counter[str] = Counter(r.reason for r in records)
+        for reason, count in reasons.items():
+            self._metrics.dead_letters.labels(reason).inc(count)
+        first = records[0]
+        log.warning(
+            "dead-lettered %d message(s)",
+            len(records),
+            extra={"reasons": dict(reasons), "example": {"reason": first.reason, "path": first.path,
+                   "detail": first.detail[:300], "coordinates": first.coordinates}},
+        )
+
+    def _settle(self, messages: Sequence[InboundMessage]) -> None:
+        for message in messages:
+            try:
+                message.ack()
+            except Exception:  # a source's ack failing must not strand the others
+                log.exception("acknowledging a message failed", extra={"coordinates": message.coordinates()})
+        self._in_flight -= len(messages)
+        self._metrics.in_flight_events.set(self._in_flight)
+        if messages:
+            asyncio.get_running_loop().create_task(self._notify_settled())
+
+    async def _notify_settled(self) -> None:
+        async with self._settled:
+            self._settled.notify_all()
+
+    # -- shutdown -------------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Send the partial batch now and wait until everything in flight is settled."""
+        self._flush_pending()
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
+
+    async def close(self, deadline_seconds: float) -> bool:
+        """Flush within the deadline; what is still unsettled then is left unacknowledged.
+
+        Returns True when everything was settled in time.
+        """
+        try:
+            await asyncio.wait_for(self.flush(), deadline_seconds)
+        except TimeoutError:
+            log.warning("shutdown deadline reached; unacknowledged messages will be redelivered",
+                        extra={"in_flight": self._in_flight})
+            for task in list(self._deliveries):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*list(self._deliveries), return_exceptions=True)
+            return False
+        return True

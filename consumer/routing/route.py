@@ -1,0 +1,78 @@
+"""A compiled route: how messages on matching topics become events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from consumer.contract import EventType
+from consumer.routing.rules import AlertRule, Cooldown, CountRule, QualityRule
+from consumer.routing.topics import TopicPattern
+from consumer.routing.values import ValueSpec
+
+# Envelope fields a route may set in ``fields:`` (use_case and event_type have their own keys).
+EVENT_FIELDS: Final = frozenset(
+    {
+        "event_id",
+        "timestamp",
+        "device_id",
+        "stream_id",
+        "workflow_id",
+        "external_id",
+        "qc_result",
+        "location",
+        "item_count",
+        "item_type",
+        "alert_type",
+        "severity",
+        "alert_description",
+        "custom_value",
+        "related_event_id",
+        "feedback",
+        "input_image",
+        "output_image",
+    }
+)
+
+
+class MessageFormat(StrEnum):
+    """What a route's messages are: our envelope, or raw output of a model server."""
+
+    AUTO = "auto"
+    ENVELOPE = "envelope"
+    ROBOFLOW = "roboflow"
+    WORKFLOW = "workflow"
+    ULTRALYTICS = "ultralytics"
+
+
+class NoImagePolicy(StrEnum):
+    """What happens when a message has predictions but no image to attach them to.
+
+    The API carries annotations only inside an image entry, so they cannot be sent alone.
+    ``deliver_without_annotations`` (default) sends the event with its fields (qc result, count,
+    alert...) and counts the dropped predictions in ``vision_events_annotations_dropped_total``;
+    ``dead_letter`` keeps the whole message for a replay once images are published.
+    """
+
+    DELIVER_WITHOUT_ANNOTATIONS = "deliver_without_annotations"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One compiled route. Precedence of a field's value: the message's own, a rule's, the route's."""
+
+    name: str
+    pattern: TopicPattern
+    format: MessageFormat
+    event_type: EventType | None
+    use_case: ValueSpec | None
+    fields: Mapping[str, ValueSpec]
+    custom_metadata: Mapping[str, ValueSpec]
+    quality: QualityRule | None
+    count: CountRule | None
+    alert: AlertRule | None
+    cooldown: Cooldown | None
+    no_image_policy: NoImagePolicy

@@ -1,0 +1,184 @@
+"""The routes file: its YAML shape, validated strictly, and compiled into :class:`Route` objects."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from consumer.contract import SEVERITIES, EventType
+from consumer.errors import ConfigError
+from consumer.routing.route import EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
+from consumer.routing.rules import AlertClass, AlertRule, Cooldown, CountRule, QualityRule
+from consumer.routing.topics import compile_filter, compile_regex
+from consumer.routing.values import parse_template, parse_value
+
+
+class UnroutedPolicy(StrEnum):
+    """What happens to a message no route matches."""
+
+    DEAD_LETTER = "dead_letter"
+    DROP = "drop"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class QualityRuleSpec(_Strict):
+    """``quality_check:`` in a route."""
+
+    fail_classes: list[str] = Field(min_length=1)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+
+
+class CountRuleSpec(_Strict):
+    """``inventory_count:`` in a route."""
+
+    item_classes: list[str] = Field(default_factory=list)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    item_type: str | None = None
+
+
+class AlertClassSpec(_Strict):
+    """One class of ``safety_alert.classes``."""
+
+    alert_type: str
+    severity: str = "medium"
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertClassSpec:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {sorted(SEVERITIES)}")
+        return self
+
+
+class AlertRuleSpec(_Strict):
+    """``safety_alert:`` in a route."""
+
+    classes: dict[str, AlertClassSpec] = Field(min_length=1)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+
+
+class CooldownSpec(_Strict):
+    """``cooldown:`` in a route."""
+
+    seconds: float = Field(gt=0)
+    key: str = "{topic}"
+
+
+class RouteSpec(_Strict):
+    """One route as written in the file."""
+
+    name: str | None = None
+    match: str | None = Field(None, description="MQTT filter with {name} captures.")
+    match_regex: str | None = Field(None, description="Full-match regex; named groups are captures.")
+    format: MessageFormat = Field(MessageFormat.AUTO, description="auto, envelope, or a model-output format.")
+    event_type: EventType | None = None
+    use_case: Any = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    custom_metadata: dict[str, Any] = Field(default_factory=dict)
+    quality_check: QualityRuleSpec | None = None
+    inventory_count: CountRuleSpec | None = None
+    safety_alert: AlertRuleSpec | None = None
+    cooldown: CooldownSpec | None = None
+    predictions_without_image: NoImagePolicy = NoImagePolicy.DELIVER_WITHOUT_ANNOTATIONS
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> RouteSpec:
+        if (self.match is None) == (self.match_regex is None):
+            raise ValueError("a route needs exactly one of match (MQTT filter) or match_regex")
+        return self
+
+
+class RoutesFileSpec(_Strict):
+    """The whole routes file."""
+
+    routes: list[RouteSpec] = Field(min_length=1)
+    unrouted: UnroutedPolicy = UnroutedPolicy.DEAD_LETTER
+
+
+class RoutingTable:
+    """The compiled routes, in file order, and the policy for unrouted messages."""
+
+    def __init__(self, routes: list[Route], unrouted: UnroutedPolicy) -> None:
+        self.routes = routes
+        self.unrouted = unrouted
+
+
+def compile_route(spec: RouteSpec, index: int) -> Route:
+    """Turn one validated route into its runtime form; every template is checked here."""
+    name = spec.name or f"route-{index + 1}"
+    where = f"routes[{index}] ({name})"
+    pattern = compile_filter(spec.match) if spec.match is not None else compile_regex(spec.match_regex or "")
+    known = frozenset(pattern.captures) | {"topic"}
+    unknown = set(spec.fields) - EVENT_FIELDS
+    if unknown:
+        raise ConfigError(f"{where}: unknown fields {sorted(unknown)}; allowed: {sorted(EVENT_FIELDS)}")
+    fields = {k: parse_value(v, known, f"{where}.fields.{k}") for k, v in spec.fields.items()}
+    metadata = {k: parse_value(v, known, f"{where}.custom_metadata.{k}") for k, v in spec.custom_metadata.items()}
+    use_case = None if spec.use_case is None else parse_value(spec.use_case, known, f"{where}.use_case")
+    cooldown = None
+    if spec.cooldown is not None:
+        cooldown_names = known | EVENT_FIELDS | {"event_type", "use_case"}
+        cooldown = Cooldown(spec.cooldown.seconds, parse_template(spec.cooldown.key, cooldown_names, f"{where}.cooldown.key"))
+    quality = None
+    if spec.quality_check is not None:
+        quality = QualityRule(frozenset(spec.quality_check.fail_classes), spec.quality_check.min_confidence)
+    count = None
+    if spec.inventory_count is not None:
+        c = spec.inventory_count
+        item_type = c.item_type or (c.item_classes[0] if len(c.item_classes) == 1 else None)
+        count = CountRule(frozenset(c.item_classes), c.min_confidence, item_type)
+    alert = None
+    if spec.safety_alert is not None:
+        classes = {
+            k: AlertClass(v.alert_type, v.severity, v.description) for k, v in spec.safety_alert.classes.items()
+        }
+        alert = AlertRule(classes, spec.safety_alert.min_confidence)
+    return Route(
+        name=name,
+        pattern=pattern,
+        format=spec.format,
+        event_type=spec.event_type,
+        use_case=use_case,
+        fields=fields,
+        custom_metadata=metadata,
+        quality=quality,
+        count=count,
+        alert=alert,
+        cooldown=cooldown,
+        no_image_policy=spec.predictions_without_image,
+    )
+
+
+def parse_routes(data: Any, origin: str = "routes") -> RoutingTable:
+    """Validate and compile routes from already-parsed YAML."""
+    try:
+        spec = RoutesFileSpec.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{origin}: {problems}") from None
+    names: set[str] = set()
+    routes = []
+    for index, route_spec in enumerate(spec.routes):
+        route = compile_route(route_spec, index)
+        if route.name in names:
+            raise ConfigError(f"{origin}: route name {route.name!r} is used twice")
+        names.add(route.name)
+        routes.append(route)
+    return RoutingTable(routes, spec.unrouted)
+
+
+def load_routes(path: Path) -> RoutingTable:
+    """Read, validate and compile a routes file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read routes file {path}: {exc}") from exc
+    return parse_routes(data, str(path))

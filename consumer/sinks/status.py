@@ -1,0 +1,242 @@
+"""The one table that classifies an HTTP outcome, and its translation into ``consumer.errors``.
+
+Every sink asks :func:`classify` what a status code means for the server it talks to, and turns a
+response or a transport exception into a typed error with :func:`error_for_response` /
+:func:`error_for_exception`. The retry, split and dead-letter decisions are then taken from the
+error classes alone (see ``consumer/errors.py``).
+
+Why "everything else is REJECTED": a status not listed as success, retryable or auth says the
+request *as sent* will not succeed by sending it again. Splitting the batch isolates the events at
+fault; when the whole request is at fault (a 404 from a wrong base URL, a 3xx from a proxy), every
+event ends up dead-lettered with the status and the server's explanation, so nothing is dropped
+silently and ``replay`` re-drives them once the cause is fixed. Retrying such a status forever
+would instead stall the partition behind it without any sign of progress.
+
+Messages never contain request headers (the API key travels in them); known secrets are also
+scrubbed from server-supplied text (``redact``), in case a proxy echoes a header back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import httpx
+import orjson
+
+from consumer.errors import AuthError, DeliveryError, RejectedError, RetryableDeliveryError
+from consumer.metrics import Metrics
+
+DETAIL_MAX_CHARS: Final = 1000
+REDACTED: Final = "**********"
+
+
+class Outcome(StrEnum):
+    """What an HTTP status means for the request that produced it."""
+
+    SUCCESS = "success"
+    RETRYABLE = "retryable"
+    AUTH = "auth"
+    REJECTED = "rejected"
+
+
+class Target(StrEnum):
+    """Which kind of server answered: the rules differ per column of :data:`STATUS_TABLE`."""
+
+    CLOUD = "cloud"
+    LOCAL = "local"
+    IMAGE_HOST = "image_host"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRule:
+    """One row of the table: the statuses ``first..last`` (inclusive) and their outcome per target."""
+
+    first: int
+    last: int
+    cloud: Outcome
+    local: Outcome
+    image_host: Outcome
+    why: str
+
+    def outcome(self, target: Target) -> Outcome:
+        """This row's outcome for ``target``."""
+        if target is Target.CLOUD:
+            return self.cloud
+        if target is Target.LOCAL:
+            return self.local
+        return self.image_host
+
+
+_S, _T, _A, _R = Outcome.SUCCESS, Outcome.RETRYABLE, Outcome.AUTH, Outcome.REJECTED
+
+# Rows are sorted, contiguous and cover 100..599 exactly (a unit test checks it).
+STATUS_TABLE: Final[tuple[StatusRule, ...]] = (
+    StatusRule(100, 199, _R, _R, _R, "a final 1xx is a broken server or proxy; httpx hides interim 1xx"),
+    StatusRule(200, 200, _S, _R, _S, "cloud: any 2xx (VE accepts <400); local: only 201 is success (§5.2)"),
+    StatusRule(201, 201, _S, _S, _S, "created: the documented success of every endpoint"),
+    StatusRule(202, 299, _S, _R, _S, "cloud: any 2xx; local: anything but 201 is an error (§5.2)"),
+    StatusRule(300, 399, _R, _R, _R, "redirects are not followed: a redirected POST may become a GET or "
+               "carry the key to another host, and an image redirect would bypass the host allow-list"),
+    StatusRule(400, 400, _R, _R, _R, "bad request: some event breaks the schema; split to find it"),
+    StatusRule(401, 401, _A, _A, _R, "credentials refused: not the events' fault (image host: fetch fails)"),
+    StatusRule(402, 402, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
+    StatusRule(403, 403, _A, _A, _R, "credentials lack the scope: not the events' fault"),
+    StatusRule(404, 407, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
+    StatusRule(408, 408, _T, _T, _T, "request timeout: transient"),
+    StatusRule(409, 412, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
+    StatusRule(413, 413, _R, _R, _R, "payload too large: split; a single event too large is rejected"),
+    StatusRule(414, 421, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
+    StatusRule(422, 422, _R, _R, _R, "unprocessable: some event breaks a rule; split to find it"),
+    StatusRule(423, 424, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
+    StatusRule(425, 425, _T, _T, _T, "too early: the server asks for a replay later"),
+    StatusRule(426, 428, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
+    StatusRule(429, 429, _T, _T, _T, "rate limited: back off, honouring Retry-After"),
+    StatusRule(430, 499, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
+    StatusRule(500, 528, _T, _T, _T, "server error: transient"),
+    StatusRule(529, 529, _T, _T, _T, "local Event Store at capacity (§5.1): back off until uploads drain"),
+    StatusRule(530, 599, _T, _T, _T, "server error: transient"),
+)
+
+_BY_STATUS: Final[dict[int, StatusRule]] = {
+    code: rule for rule in STATUS_TABLE for code in range(rule.first, rule.last + 1)
+}
+
+
+def classify(status: int, target: Target) -> Outcome:
+    """The outcome of ``status`` from ``target``; a code outside 100..599 is no HTTP status: REJECTED."""
+    rule = _BY_STATUS.get(status)
+    return rule.outcome(target) if rule is not None else Outcome.REJECTED
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (delay-seconds or an HTTP-date) into seconds from now.
+
+    Returns None when the header is absent or unreadable; a date in the past gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every non-empty secret replaced by asterisks."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _truncate(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
+def response_detail(response: httpx.Response, secrets: Sequence[str] = ()) -> str:
+    """The server's explanation: the body's ``detail`` or ``error`` (or ``message``), else its text.
+
+    The local Event Store answers ``{"detail": ...}`` (FastAPI, sometimes a list of errors), the
+    cloud mocks ``{"error": ...}``; the real cloud shape is NOT FOUND, so the raw text is the
+    fallback. Truncated to about 1000 characters; ``secrets`` are scrubbed.
+    """
+    try:
+        raw = response.content
+    except httpx.ResponseNotRead:
+        return ""
+    text = raw.decode("utf-8", "replace")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("detail", "error", "message"):
+            if body.get(key) not in (None, ""):
+                text = _as_text(body[key])
+                break
+    return _truncate(redact(text.strip(), secrets))
+
+
+def error_for_response(
+    response: httpx.Response, *, endpoint: str, target: Target, secrets: Sequence[str] = ()
+) -> DeliveryError | None:
+    """None when ``response`` is a success for ``target``, else the typed error to raise."""
+    status = response.status_code
+    outcome = classify(status, target)
+    if outcome is Outcome.SUCCESS:
+        return None
+    detail = response_detail(response, secrets)
+    message = f"{endpoint}: HTTP {status}" + (f": {detail}" if detail else "")
+    if outcome is Outcome.RETRYABLE:
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return RetryableDeliveryError(message, status=status, endpoint=endpoint, retry_after=retry_after)
+    if outcome is Outcome.AUTH:
+        return AuthError(message, status=status, endpoint=endpoint)
+    return RejectedError(message, status=status, endpoint=endpoint, detail=detail or f"HTTP {status}")
+
+
+def error_for_exception(
+    exc: httpx.RequestError | TimeoutError, *, endpoint: str, secrets: Sequence[str] = ()
+) -> RetryableDeliveryError:
+    """A network failure (refused, reset, timed out, protocol error, bad encoding): retryable.
+
+    Raise the result ``from exc``: the retry metrics take the cause label from the original class.
+    """
+    text = redact(str(exc), secrets)
+    message = f"{endpoint}: {type(exc).__name__}" + (f": {_truncate(text)}" if text else "")
+    return RetryableDeliveryError(message, endpoint=endpoint)
+
+
+async def send(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    endpoint: str,
+    target: Target,
+    metrics: Metrics,
+    secrets: Sequence[str] = (),
+) -> httpx.Response:
+    """Send ``request`` once, time it into ``api_requests`` and raise the typed error of its outcome."""
+    started = time.perf_counter()
+    try:
+        response = await client.send(request, follow_redirects=False)
+    except httpx.RequestError as exc:
+        metrics.api_requests.labels(endpoint=endpoint, status="error").observe(time.perf_counter() - started)
+        raise error_for_exception(exc, endpoint=endpoint, secrets=secrets) from exc
+    metrics.api_requests.labels(endpoint=endpoint, status=str(response.status_code)).observe(
+        time.perf_counter() - started
+    )
+    error = error_for_response(response, endpoint=endpoint, target=target, secrets=secrets)
+    if error is not None:
+        raise error
+    return response
+

@@ -1,0 +1,1 @@
+"""Sources: where messages come from (a JSONL file or stdin; MQTT and Kafka)."""
