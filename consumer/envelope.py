@@ -55,7 +55,6 @@ class EnvelopeMessage(BaseModel):
         frozen=True,
         populate_by_name=True,
         title="Vision events consumer inference message",
-        json_schema_extra={"$id": "https://vision-events-consumer/schemas/inference-message.schema.json"},
     )
 
     event_type: EventType | None = Field(None, description="The Vision Event type; a route may set it instead.")

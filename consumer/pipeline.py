@@ -20,6 +20,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from consumer.config import BatchConfig
 from consumer.deadletter import DeadLetterRecord, DeadLetterWriter
@@ -33,6 +34,20 @@ log = logging.getLogger(__name__)
 
 _DEAD_LETTER_RETRY_MAX_SECONDS = 30.0
 _SINK_BUG_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Running totals, for progress lines and the end-of-run summary."""
+
+    received: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+
+    def settled(self) -> int:
+        """Messages whose fate is final."""
+        return self.delivered + self.dead_lettered + self.skipped
 
 
 class Pipeline:
@@ -62,6 +77,7 @@ class Pipeline:
         self._in_flight = 0
         self._settled = asyncio.Condition()
         self._dead_letter_failing = False
+        self.stats = PipelineStats()
 
     # -- state ----------------------------------------------------------------------------------------
 
@@ -94,6 +110,7 @@ class Pipeline:
         self._in_flight += len(messages)
         self._metrics.in_flight_events.set(self._in_flight)
         self._count_received(messages)
+        self.stats.received += len(messages)
 
         outcomes: Counter[tuple[str, str]] = Counter()
         dead: list[DeadLetterRecord] = []
@@ -132,6 +149,7 @@ class Pipeline:
         for (route, outcome), count in outcomes.items():
             self._metrics.messages_normalized.labels(route, outcome).inc(count)
         if skipped:
+            self.stats.skipped += len(skipped)
             self._settle(skipped)
         if dead:
             await self._write_dead_letters(dead)
@@ -215,6 +233,7 @@ class Pipeline:
             by_type[event.event_type.value] += 1
             self._metrics.end_to_end_latency.observe(max(0.0, now - event.timestamp.timestamp()))
             self._metrics.delivery_latency.observe(max(0.0, now - event.message.received_at))
+        self.stats.delivered += len(events)
         for event_type, count in by_type.items():
             self._metrics.events_delivered.labels(self._sink.name, event_type).inc(count)
         self._metrics.last_delivery.set(now)
@@ -250,6 +269,7 @@ class Pipeline:
         if self._dead_letter_failing:
             log.info("dead-letter destination recovered")
         self._dead_letter_failing = False
+        self.stats.dead_lettered += len(records)
         reasons: Counter[str] = Counter(r.reason for r in records)
         for reason, count in reasons.items():
             self._metrics.dead_letters.labels(reason).inc(count)

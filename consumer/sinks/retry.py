@@ -49,7 +49,7 @@ class DeliveryTimeoutError(DeliveryError):
 
 
 def retry_cause(error: BaseException) -> str:
-    """The ``cause`` label of the retries metric: the status, "auth", or the network error's class."""
+    """Return the ``cause`` label of the retries metric: status, "auth", or the network error's class."""
     if isinstance(error, AuthError):
         return "auth"
     if isinstance(error, DeliveryError) and error.status is not None:
@@ -90,11 +90,11 @@ class RetryPolicy:
         return self._auth_failing
 
     def now(self) -> float:
-        """The policy's clock (monotonic seconds)."""
+        """Return the policy's clock (monotonic seconds)."""
         return self._clock()
 
     def deadline(self) -> float | None:
-        """The give-up deadline for a delivery starting now, or None to retry forever."""
+        """Return the give-up deadline for a delivery starting now, or None to retry forever."""
         give_up = self.config.give_up_after_seconds
         return None if give_up is None else self._clock() + give_up
 

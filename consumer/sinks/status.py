@@ -10,7 +10,14 @@ request *as sent* will not succeed by sending it again. Splitting the batch isol
 fault; when the whole request is at fault (a 404 from a wrong base URL, a 3xx from a proxy), every
 event ends up dead-lettered with the status and the server's explanation, so nothing is dropped
 silently and ``replay`` re-drives them once the cause is fixed. Retrying such a status forever
-would instead stall the partition behind it without any sign of progress.
+would instead stall the partition behind it without any sign of progress. In particular:
+
+- 3xx: redirects are never followed. A client following a redirected POST may replay it as a GET
+  or carry the ``Authorization`` header to another host; for image URLs, following would bypass the
+  host allow-list. A redirect means the base URL is wrong, which only a human can fix.
+- Unexpected 2xx/1xx from the local Event Store: the blocks treat anything but 201 as an error
+  (contract §5.2), since a 200 may come from something that is not the Event Store at all.
+- 401/403 from an image host are not *our* credentials being refused: the fetch simply fails.
 
 Messages never contain request headers (the API key travels in them); known secrets are also
 scrubbed from server-supplied text (``redact``), in case a proxy echoes a header back.
@@ -66,7 +73,7 @@ class StatusRule:
     why: str
 
     def outcome(self, target: Target) -> Outcome:
-        """This row's outcome for ``target``."""
+        """Return this row's outcome for ``target``."""
         if target is Target.CLOUD:
             return self.cloud
         if target is Target.LOCAL:
@@ -82,8 +89,7 @@ STATUS_TABLE: Final[tuple[StatusRule, ...]] = (
     StatusRule(200, 200, _S, _R, _S, "cloud: any 2xx (VE accepts <400); local: only 201 is success (§5.2)"),
     StatusRule(201, 201, _S, _S, _S, "created: the documented success of every endpoint"),
     StatusRule(202, 299, _S, _R, _S, "cloud: any 2xx; local: anything but 201 is an error (§5.2)"),
-    StatusRule(300, 399, _R, _R, _R, "redirects are not followed: a redirected POST may become a GET or "
-               "carry the key to another host, and an image redirect would bypass the host allow-list"),
+    StatusRule(300, 399, _R, _R, _R, "not followed: may turn a POST into a GET or bypass the allow-list"),
     StatusRule(400, 400, _R, _R, _R, "bad request: some event breaks the schema; split to find it"),
     StatusRule(401, 401, _A, _A, _R, "credentials refused: not the events' fault (image host: fetch fails)"),
     StatusRule(402, 402, _R, _R, _R, "other 4xx: repeating the same request cannot help"),
@@ -110,7 +116,7 @@ _BY_STATUS: Final[dict[int, StatusRule]] = {
 
 
 def classify(status: int, target: Target) -> Outcome:
-    """The outcome of ``status`` from ``target``; a code outside 100..599 is no HTTP status: REJECTED."""
+    """Return the outcome of ``status`` from ``target``; a code outside 100..599 is REJECTED."""
     rule = _BY_STATUS.get(status)
     return rule.outcome(target) if rule is not None else Outcome.REJECTED
 
@@ -163,7 +169,7 @@ def _as_text(value: Any) -> str:
 
 
 def response_detail(response: httpx.Response, secrets: Sequence[str] = ()) -> str:
-    """The server's explanation: the body's ``detail`` or ``error`` (or ``message``), else its text.
+    """Return the server's explanation: the body's ``detail``/``error``/``message``, else its text.
 
     The local Event Store answers ``{"detail": ...}`` (FastAPI, sometimes a list of errors), the
     cloud mocks ``{"error": ...}``; the real cloud shape is NOT FOUND, so the raw text is the
@@ -207,7 +213,7 @@ def error_for_response(
 def error_for_exception(
     exc: httpx.RequestError | TimeoutError, *, endpoint: str, secrets: Sequence[str] = ()
 ) -> RetryableDeliveryError:
-    """A network failure (refused, reset, timed out, protocol error, bad encoding): retryable.
+    """Translate a network failure (refused, reset, timeout, protocol error): always retryable.
 
     Raise the result ``from exc``: the retry metrics take the cause label from the original class.
     """
@@ -239,4 +245,3 @@ async def send(
     if error is not None:
         raise error
     return response
-

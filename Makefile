@@ -1,0 +1,39 @@
+# The words the README uses: `make demo`, `make test`, `make lint`.
+PYTHON ?= python3
+STAMP := .cache/installed.stamp
+
+.PHONY: install demo test test-unit lint format clean schema
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: run the bundled sample messages through the pipeline into a local API stand-in
+demo: $(STAMP)
+	$(PYTHON) -m consumer.cli demo
+
+## test: every test (unit, integration, end to end)
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+test-unit: $(STAMP)
+	$(PYTHON) -m pytest tests/unit
+
+## lint: ruff and mypy strict
+lint: $(STAMP)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+
+format: $(STAMP)
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+clean:
+	rm -rf .cache .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+## schema: regenerate schemas/inference-message.schema.json from the envelope model
+schema: $(STAMP)
+	$(PYTHON) -c "import orjson; from consumer.envelope import envelope_json_schema as s; open('schemas/inference-message.schema.json','wb').write(orjson.dumps(s(), option=orjson.OPT_INDENT_2|orjson.OPT_SORT_KEYS)+b'\n')"

@@ -1,0 +1,166 @@
+"""Command line: ``vision-events-consumer run | check-config | validate-message | fake-api | demo``.
+
+Exit codes: 0 success; 1 a message or run failed (the reason is on stderr); 2 bad usage or
+configuration; 3 ``validate-message`` found the message valid but a route settled it without an
+event (cooldown, no alert class present, or unrouted with ``unrouted: drop``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from consumer.config import ImagesConfig, LimitsConfig, Settings, load_settings, masked_settings
+from consumer.errors import ConfigError, MessageError
+from consumer.logs import configure_logging
+from consumer.model import InboundMessage
+from consumer.normalize import Normalizer, Skipped
+from consumer.routing import load_routes
+from consumer.wire import cloud_event
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NO_EVENT = 3
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "routes", None):
+        overrides["routes"] = str(args.routes)
+    if getattr(args, "input", None):
+        overrides["source.type"] = "file"
+        overrides["source.file.path"] = args.input
+    return load_settings(args.config, overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Consume and deliver until the input ends or SIGTERM."""
+    from consumer.app import App
+
+    settings = _settings_from(args)
+    configure_logging(settings.log.level, settings.log.format)
+    result = asyncio.run(App(settings).run())
+    return EXIT_OK if result.drained else EXIT_FAILED
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the settings and routes; print the effective settings with secrets masked."""
+    settings = _settings_from(args)
+    table = load_routes(settings.routes)
+    effective = masked_settings(settings)
+    effective["routes_loaded"] = [route.name for route in table.routes]
+    sys.stdout.write(yaml.safe_dump(effective, sort_keys=False))
+    return EXIT_OK
+
+
+def cmd_validate_message(args: argparse.Namespace) -> int:
+    """Print the event a message becomes, exactly as the cloud sink would send it."""
+    limits = LimitsConfig()
+    images = ImagesConfig()
+    if args.config is not None:
+        settings = load_settings(args.config, {"routes": str(args.routes)})
+        limits, images = settings.limits, settings.images
+    normalizer = Normalizer(load_routes(args.routes), limits, images)
+    payload = sys.stdin.buffer.read() if args.message_file == "-" else Path(args.message_file).read_bytes()
+    message = InboundMessage(source="cli", topic=args.topic, payload=payload, received_at=time.time())
+    try:
+        result = normalizer.normalize(message)
+    except MessageError as exc:
+        where = f" at {exc.path}" if exc.path else ""
+        sys.stderr.write(f"invalid: {exc.reason.value}{where}: {exc.detail}\n")
+        return EXIT_FAILED
+    if isinstance(result, Skipped):
+        sys.stderr.write(f"no event: {result.reason.value} by route {result.route}\n")
+        return EXIT_NO_EVENT
+    output_id = "placeholder-output-image" if result.output_image is not None else None
+    input_id = "placeholder-input-image" if result.input_image is not None else None
+    body = cloud_event(result, output_id or input_id, input_id)
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_fake_api(args: argparse.Namespace) -> int:
+    """Serve the local Vision Events API stand-in until interrupted."""
+    from consumer.fakeapi import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        api_keys=args.api_key or ["local-dev-key"],
+        use_cases=args.use_case or ["demo-use-case"],
+        local_api_key=args.local_api_key,
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Send the bundled sample messages through the pipeline into the local stand-in."""
+    from consumer.demo import run_demo
+
+    return run_demo(verbose=args.verbose)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="vision-events-consumer",
+        description="Forward computer-vision inference results from MQTT/Kafka/JSONL to the Vision Events API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="consume and deliver (settings from --config and VEC_* variables)")
+    run.add_argument("--config", type=Path, help="YAML settings file")
+    run.add_argument("--routes", type=Path, help="routes file (overrides the settings)")
+    run.add_argument("--input", help="read messages from this JSONL file ('-' for stdin) instead of a broker")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check-config", help="validate settings and routes; print them, secrets masked")
+    check.add_argument("--config", type=Path)
+    check.add_argument("--routes", type=Path)
+    check.set_defaults(handler=cmd_check_config)
+
+    validate = commands.add_parser("validate-message", help="show the event a message becomes, or why not")
+    validate.add_argument("--routes", type=Path, required=True)
+    validate.add_argument("--topic", required=True)
+    validate.add_argument("--config", type=Path, help="settings for limits and image URL hosts")
+    validate.add_argument("message_file", help="file holding the message bytes ('-' for stdin)")
+    validate.set_defaults(handler=cmd_validate_message)
+
+    fake = commands.add_parser("fake-api", help="serve a local stand-in of the Vision Events API")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8080)
+    fake.add_argument("--api-key", action="append", help="accepted Bearer key (repeatable)")
+    fake.add_argument("--use-case", action="append", help="known use case id (repeatable)")
+    fake.add_argument("--local-api-key", help="X-API-Key required on /v2/events")
+    fake.set_defaults(handler=cmd_fake_api)
+
+    demo = commands.add_parser("demo", help="run the sample messages into a local stand-in, no account needed")
+    demo.add_argument("--verbose", action="store_true", help="show the consumer's logs")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Model outputs -> Vision Events annotations (contract §4; shapes and decisions in docs/formats.md).
+
+Supported: Roboflow inference server responses, Roboflow Workflows outputs, Ultralytics
+``Results.to_json()``. ``convert_predictions`` never lets a malformed input escape as anything but a
+:class:`~consumer.errors.MessageError` carrying a reason and the field path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer.errors import FormatError, Reason
+from consumer.formats.common import ModelOutput, PredictionFormat
+from consumer.formats.detect import ENVELOPE_ONLY_KEYS, detect_format
+from consumer.formats.roboflow import convert_roboflow
+from consumer.formats.ultralytics import convert_ultralytics
+from consumer.formats.workflows import convert_workflow
+
+__all__ = ["ENVELOPE_ONLY_KEYS", "ModelOutput", "PredictionFormat", "convert_predictions", "detect_format"]
+
+
+def convert_predictions(
+    value: Any, fmt: PredictionFormat = PredictionFormat.AUTO, *, path: str = "predictions"
+) -> ModelOutput:
+    """Convert ``value`` (parsed JSON) to annotations; AUTO detects the shape first.
+
+    ``path`` is where ``value`` sits in the message: error paths start with it (pass ``""`` when
+    ``value`` is the whole message). An unrecognized shape raises
+    ``FormatError(Reason.UNKNOWN_FORMAT)``; a malformed one a ``FormatError`` or ``ValidationError``
+    naming the field.
+    """
+    fmt = PredictionFormat(fmt)
+    try:
+        return _convert(value, fmt, path)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        # Not expected: every check above raises typed errors. Kept so that no input, however odd,
+        # can take the process down; the message is dead-lettered with the cause instead.
+        raise FormatError(
+            Reason.INVALID_PREDICTIONS, f"unreadable model output ({type(exc).__name__}: {exc})", path
+        ) from exc
+
+
+def _convert(value: Any, fmt: PredictionFormat, path: str) -> ModelOutput:
+    if fmt is PredictionFormat.AUTO:
+        detected = detect_format(value)
+        if detected is None:
+            raise FormatError(
+                Reason.UNKNOWN_FORMAT,
+                "not a Roboflow response, a Workflows output or Ultralytics Results.to_json() "
+                "(see docs/formats.md)",
+                path,
+            )
+        fmt = detected
+    if fmt is PredictionFormat.ROBOFLOW:
+        return convert_roboflow(value, path)
+    if fmt is PredictionFormat.WORKFLOW:
+        return convert_workflow(value, path)
+    return convert_ultralytics(value, path)

@@ -1,0 +1,112 @@
+"""Tell the supported model-output shapes apart by their keys (never by reading every element)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from consumer.formats.common import PredictionFormat
+from consumer.formats.workflows import first_present, is_response_outputs, is_serialized
+
+# Top-level keys only our envelope message has; no model output carries them. A dict with one of
+# them is not a model output, whatever else it holds (its ``predictions`` may be one).
+ENVELOPE_ONLY_KEYS: Final = frozenset(
+    {
+        "event_type",
+        "use_case",
+        "solution",
+        "qc_result",
+        "alert_type",
+        "item_count",
+        "input_image",
+        "output_image",
+        "custom_metadata",
+        "event_data",
+    }
+)
+
+
+def detect_format(value: Any) -> PredictionFormat | None:
+    """Which model-output shape ``value`` (parsed JSON) is, or None if none.
+
+    Looks at keys and at the first element of lists only. An empty list counts as an empty
+    Roboflow ``predictions`` list.
+    """
+    if isinstance(value, list):
+        return _detect_list(value)
+    if isinstance(value, dict):
+        return _detect_dict(value)
+    return None
+
+
+def _detect_list(value: list[Any]) -> PredictionFormat | None:
+    if not value:
+        return PredictionFormat.ROBOFLOW
+    first = value[0]
+    if not isinstance(first, dict) or "predictions" in first:
+        # A list of responses is a batch of images, which cannot become one event.
+        return None
+    return _row_format(first)
+
+
+def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
+    if "box" in row:
+        return PredictionFormat.ULTRALYTICS
+    if "x" in row and "width" in row:
+        return PredictionFormat.ROBOFLOW
+    if "confidence" in row and "name" in row:
+        return PredictionFormat.ULTRALYTICS  # a classification row: its "class" is an id
+    if "confidence" in row and ("class" in row or "class_name" in row):
+        return PredictionFormat.ROBOFLOW  # one class of a single-label distribution
+    return None
+
+
+def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
+    if not ENVELOPE_ONLY_KEYS.isdisjoint(value):
+        return None
+    outputs = value.get("outputs")
+    if isinstance(outputs, list) and is_response_outputs(outputs):
+        return PredictionFormat.WORKFLOW
+    predictions = value.get("predictions")
+    if _holds_outputs(predictions):
+        return PredictionFormat.WORKFLOW  # a workflow output named "predictions"
+    if isinstance(predictions, list) or (
+        isinstance(predictions, dict) and ("predicted_classes" in value or _looks_multi_label(predictions))
+    ):
+        return _roboflow_or_workflow(value)
+    return PredictionFormat.WORKFLOW if _has_serialized_output(value) else None
+
+
+def _holds_outputs(predictions: Any) -> bool:
+    """Whether ``predictions`` is itself serialized output(s), i.e. a workflow output of that name."""
+    if isinstance(predictions, dict):
+        return "predictions" in predictions
+    return (
+        isinstance(predictions, list)
+        and bool(predictions)
+        and isinstance(predictions[0], dict)
+        and "predictions" in predictions[0]
+    )
+
+
+def _has_serialized_output(value: dict[str, Any]) -> bool:
+    return any(
+        is_serialized(output) or (isinstance(output, list) and is_serialized(first_present(output)))
+        for output in value.values()
+    )
+
+
+def _looks_multi_label(predictions: dict[str, Any]) -> bool:
+    if not predictions:
+        return True  # no class scored at all
+    details = next(iter(predictions.values()))
+    return (isinstance(details, dict) and "confidence" in details) or type(details) in (int, float)
+
+
+def _roboflow_or_workflow(value: dict[str, Any]) -> PredictionFormat:
+    """Name a ``{"predictions", "image"}`` dict, the same shape either way, by Workflows-only marks."""
+    if "prediction_type" in value or "root_parent_id" in value:
+        return PredictionFormat.WORKFLOW
+    image = value.get("image")
+    if isinstance(image, dict) and "width" in image and image["width"] is None:
+        return PredictionFormat.WORKFLOW  # serialise_sv_detections with no image dimensions
+    return PredictionFormat.ROBOFLOW

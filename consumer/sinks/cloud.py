@@ -1,0 +1,214 @@
+"""The Roboflow Vision Events API sink: upload images, then ``POST /vision-events/batch``.
+
+Decisions (contract references in brackets):
+
+- Success is any 2xx [§1.2: VE accepts any status < 400; 3xx is not followed, see ``status.py``].
+- Batch partial-failure semantics are NOT FOUND [§2.5]. A 2xx answer whose ``eventIds`` list
+  (when present) misses some of the ids sent is read as "those were not stored": they are re-sent,
+  in a smaller batch, after a short backoff (events are idempotent by ``eventId`` [§2.1]), and after
+  :data:`MAX_ACK_RESENDS` re-sends still missing they are rejected with ``Reason.NOT_ACKNOWLEDGED``.
+  A 2xx without ``eventIds`` (or with a malformed one) acknowledges the whole batch.
+- A REJECTED status on a batch of n > 1 splits it in halves, delivered concurrently; on one event it
+  becomes ``Rejection(Reason.API_REJECTED, detail=<the API's reason>, status=...)``.
+- An event with only an input image sends the input's id as both ``sourceId`` and ``inputSourceId``
+  (``wire.cloud_event``'s docstring, §3.3 NOT FOUND).
+- Headers [§1.3]: ``extra_headers``, then ``Authorization: Bearer <key>`` with ``setdefault`` so an
+  explicit ``Authorization`` in ``extra_headers`` wins; ``Content-Type: application/json`` on the
+  batch. Headers are set per request, never on the client, so they never reach an image host.
+- Each event is serialized once (orjson) and the batch body is joined from the pieces, so splits
+  and re-sends do not serialize again and one unserializable event is rejected on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+import orjson
+
+from consumer import wire
+from consumer.config import CloudSinkConfig, ImagesConfig, RetryConfig
+from consumer.contract import MAX_BATCH_EVENTS
+from consumer.errors import Reason, RejectedError
+from consumer.metrics import Metrics
+from consumer.model import VisionEvent
+from consumer.sinks.base import DeliveryReport, Rejection
+from consumer.sinks.images import CloudImages
+from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
+from consumer.sinks.status import Target, send
+
+logger = logging.getLogger(__name__)
+
+MAX_ACK_RESENDS: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    event: VisionEvent
+    body: bytes
+
+
+def acknowledged_ids(response: httpx.Response) -> set[str] | None:
+    """Return the ``eventIds`` of a batch answer, or None when the answer has no usable list."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    ids = body.get("eventIds") if isinstance(body, dict) else None
+    if not isinstance(ids, list):
+        return None
+    return {item for item in ids if isinstance(item, str)}
+
+
+class CloudSink:
+    """Delivers batches to the cloud Vision Events API."""
+
+    name: str = "cloud"
+
+    def __init__(
+        self,
+        config: CloudSinkConfig,
+        retry: RetryConfig,
+        images: ImagesConfig,
+        metrics: Metrics,
+        client: httpx.AsyncClient | None = None,
+        *,
+        sleep: Sleep | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._owns_client = client is None
+        self._client = (
+            client
+            if client is not None
+            else httpx.AsyncClient(timeout=config.timeout_seconds, follow_redirects=False)
+        )
+        self._url = f"{config.resolved_base_url()}/vision-events/batch"
+        api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
+        headers = httpx.Headers(config.extra_headers)
+        if api_key:
+            headers.setdefault("Authorization", f"Bearer {api_key}")
+        secrets = [api_key, headers.get("Authorization", "")]
+        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        upload_headers = headers.copy()
+        upload_headers.pop("Content-Type", None)  # httpx sets the multipart boundary
+        self._headers = headers.copy()
+        self._headers["Content-Type"] = "application/json"
+        self.policy = RetryPolicy(retry, metrics, self.name, sleep=sleep, clock=clock, rng=rng)
+        self.images = CloudImages(
+            config, images, self._client, self.policy, metrics, headers=upload_headers, secrets=self._secrets
+        )
+
+    @property
+    def auth_failing(self) -> bool:
+        """True while the API refuses the credentials (401/403)."""
+        return self.policy.auth_failing
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this sink created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
+        """Upload the batch's images, post the events, and report each one's fate."""
+        report = DeliveryReport()
+        if not events:
+            return report
+        deadline = self.policy.deadline()
+        resolved, rejected = await self.images.resolve(events, deadline)
+        report.rejected.extend(rejected)
+        parts: list[_Part] = []
+        for item in resolved:
+            source_id = item.output if item.output is not None else item.input
+            try:
+                body = orjson.dumps(wire.cloud_event(item.event, source_id, item.input))
+            except orjson.JSONEncodeError as exc:
+                report.rejected.append(
+                    Rejection(item.event, Reason.INVALID_VALUE, f"not serializable as JSON: {exc}")
+                )
+                continue
+            parts.append(_Part(item.event, body))
+        if parts:
+            async with asyncio.TaskGroup() as group:
+                for start in range(0, len(parts), MAX_BATCH_EVENTS):
+                    group.create_task(
+                        self._send(parts[start : start + MAX_BATCH_EVENTS], deadline, report, 0)
+                    )
+        return report
+
+    async def _post(self, body: bytes) -> httpx.Response:
+        request = self._client.build_request(
+            "POST", self._url, content=body, headers=self._headers, timeout=self._config.timeout_seconds
+        )
+        return await send(
+            self._client,
+            request,
+            endpoint="batch",
+            target=Target.CLOUD,
+            metrics=self._metrics,
+            secrets=self._secrets,
+        )
+
+    async def _send(
+        self, parts: list[_Part], deadline: float | None, report: DeliveryReport, resends: int
+    ) -> None:
+        body = b'{"events":[' + b",".join(part.body for part in parts) + b"]}"
+        try:
+            response = await self.policy.call("batch", lambda: self._post(body), deadline=deadline)
+        except DeliveryTimeoutError as err:
+            report.rejected.extend(
+                Rejection(part.event, Reason.DELIVERY_TIMEOUT, str(err), err.status, err.attempts)
+                for part in parts
+            )
+            return
+        except RejectedError as err:
+            if len(parts) == 1:
+                report.rejected.append(Rejection(parts[0].event, Reason.API_REJECTED, err.detail, err.status))
+                return
+            self._metrics.batch_splits.labels(sink=self.name).inc()
+            middle = len(parts) // 2
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._send(parts[:middle], deadline, report, resends))
+                group.create_task(self._send(parts[middle:], deadline, report, resends))
+            return
+        acknowledged = acknowledged_ids(response)
+        if acknowledged is None:
+            report.delivered.extend(part.event for part in parts)
+            return
+        missing = [part for part in parts if part.event.event_id not in acknowledged]
+        report.delivered.extend(part.event for part in parts if part.event.event_id in acknowledged)
+        if not missing:
+            return
+        if resends >= MAX_ACK_RESENDS:
+            logger.error(
+                "cloud sink: %d events still missing from the eventIds after %d requests; dead-lettering",
+                len(missing),
+                resends + 1,
+            )
+            report.rejected.extend(
+                Rejection(
+                    part.event,
+                    Reason.NOT_ACKNOWLEDGED,
+                    f"eventId missing from the API's eventIds after {resends + 1} requests",
+                    response.status_code,
+                    resends + 1,
+                )
+                for part in missing
+            )
+            return
+        logger.warning(
+            "cloud sink: HTTP %d answer did not list %d of %d eventIds; re-sending them",
+            response.status_code,
+            len(missing),
+            len(parts),
+        )
+        await self.policy.pause(resends + 1)
+        await self._send(missing, deadline, report, resends + 1)

@@ -1,0 +1,430 @@
+"""Resolve the images of a batch: upload them for the cloud, inline them as base64 for a local store.
+
+Cloud (:class:`CloudImages`): every distinct image of a batch (by ``ImageSource.content_key()``) is
+uploaded once, at most ``upload_concurrency`` at a time across the sink, with
+``POST {base}/vision-events/upload`` (one multipart part ``file``). The returned ``sourceId`` is
+kept in a bounded LRU cache keyed by the image's content hash, so a batch that is delivered again
+does not upload its images again. Images that arrive with a ``source_id`` need no upload.
+
+URL images (:class:`UrlFetcher`): fetched only from allow-listed hosts (``*.example.com`` matches
+any subdomain of example.com, not example.com itself), without following redirects (a redirect
+would bypass the allow-list), with the body capped at ``url_max_bytes`` while streaming and the
+whole fetch bounded by ``url_timeout_seconds``. No API credential is ever sent to an image host.
+A URL image is cached by the hash of the fetched bytes, not by its URL: a snapshot URL may serve a
+new picture on every fetch.
+
+Failures are per image, and reject only the events that carry the image:
+
+=====================================================  ============================================
+not allow-listed, fetch 3xx/4xx, too large, no image   ``Reason.IMAGE_FETCH_FAILED``
+fetch network error, timeout, 408/425/429/5xx          retried (RetryPolicy, endpoint ``fetch``)
+upload refused (400/413/415/422, any REJECTED status)  ``Reason.IMAGE_REJECTED``
+upload network error, 408/425/429/5xx                  retried (endpoint ``upload``)
+upload 401/403                                         retried slowly, never rejected
+upload 2xx without a ``sourceId``                      retried (see below)
+inline base64 that does not decode or is no image      ``Reason.INVALID_IMAGE``
+only a cloud ``source_id``, local sink                 ``Reason.INVALID_IMAGE``
+retries past ``give_up_after_seconds``                 ``Reason.DELIVERY_TIMEOUT``
+=====================================================  ============================================
+
+A 2xx upload answer without a ``sourceId`` is treated as retryable: the image is not at fault
+(a proxy or a glitching server answered), so dead-lettering the events would lose good data; the
+retries are logged and counted (cause ``MissingSourceIdError``) and bounded by the give-up time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, NamedTuple
+
+import httpx
+import orjson
+
+from consumer.config import CloudSinkConfig, ImagesConfig
+from consumer.contract import IMAGE_CONTENT_TYPES, sniff_image_format
+from consumer.errors import Reason, RejectedError, RetryableDeliveryError, ValidationError
+from consumer.metrics import Metrics
+from consumer.model import ImageSource, VisionEvent
+from consumer.sinks.base import Rejection
+from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy
+from consumer.sinks.status import Outcome, Target, classify, error_for_exception, retry_after_seconds, send
+
+SOURCE_ID_CACHE_SIZE: Final = 4096
+_EXTENSIONS: Final = {"jpeg": "jpg"}
+
+
+class ImageRejectedError(RejectedError):
+    """One image can never be used; the events that carry it are rejected with ``reason``."""
+
+    def __init__(
+        self, message: str, *, reason: Reason, status: int | None = None, endpoint: str = "", detail: str = ""
+    ) -> None:
+        super().__init__(message, status=status, endpoint=endpoint, detail=detail or message)
+        self.reason = reason
+
+
+class MissingSourceIdError(ValueError):
+    """The upload endpoint answered 2xx without a usable ``sourceId`` (the cause of a retry)."""
+
+
+class ResolvedEvent(NamedTuple):
+    """An event with its images resolved: upload ids (cloud) or base64 text (local), None if absent."""
+
+    event: VisionEvent
+    output: str | None
+    input: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: Reason
+    detail: str
+    status: int | None
+    attempts: int
+
+
+class LruCache:
+    """A bounded mapping that forgets the least recently used key first."""
+
+    def __init__(self, maxsize: int = SOURCE_ID_CACHE_SIZE) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self._data: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        """Return the value for ``key`` (now the most recently used), or None."""
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: str) -> None:
+        """Store ``value``, evicting the least recently used entry when full."""
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+
+def host_allowed(url: str, allowed_hosts: Sequence[str]) -> bool:
+    """Whether ``url`` is http(s) and its host is in ``allowed_hosts`` (``*.example.com`` allowed)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    if parsed.scheme not in ("http", "https"):
+        return False
+    host = parsed.host.lower().rstrip(".")
+    if not host:
+        return False
+    for raw in allowed_hosts:
+        pattern = raw.strip().lower().rstrip(".")
+        if pattern.startswith("*."):
+            suffix = pattern[1:]
+            if host.endswith(suffix) and len(host) > len(suffix):
+                return True
+        elif pattern and host == pattern:
+            return True
+    return False
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without user info or query (either may hold a token), for messages."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<invalid URL>"
+    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
+
+
+class UrlFetcher:
+    """Fetches image URLs under the allow-list, size cap and timeout of ``ImagesConfig``."""
+
+    def __init__(
+        self, config: ImagesConfig, client: httpx.AsyncClient, policy: RetryPolicy, metrics: Metrics
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._policy = policy
+        self._metrics = metrics
+
+    def _fail(self, outcome: str, url: str, why: str, status: int | None = None) -> ImageRejectedError:
+        self._metrics.images_fetched.labels(outcome=outcome).inc()
+        return ImageRejectedError(
+            f"image fetch failed: {why} ({_safe_url(url)})",
+            reason=Reason.IMAGE_FETCH_FAILED,
+            status=status,
+            endpoint="fetch",
+        )
+
+    async def fetch(self, url: str, deadline: float | None = None) -> bytes:
+        """Fetch the image bytes at ``url``: ImageRejectedError for good failures, transient ones retried."""
+        if not host_allowed(url, self._config.url_allowed_hosts):
+            raise self._fail("not_allowed", url, "host not in images.url_allowed_hosts")
+        return await self._policy.call(
+            "fetch", lambda: self._fetch_once(url), deadline=deadline, tracks_auth=False
+        )
+
+    async def _fetch_once(self, url: str) -> bytes:
+        limit = self._config.url_max_bytes
+        data = bytearray()
+        try:
+            async with asyncio.timeout(self._config.url_timeout_seconds):
+                async with self._client.stream(
+                    "GET", url, timeout=self._config.url_timeout_seconds, follow_redirects=False
+                ) as response:
+                    status = response.status_code
+                    outcome = classify(status, Target.IMAGE_HOST)
+                    if outcome is Outcome.RETRYABLE:
+                        self._metrics.images_fetched.labels(outcome="error").inc()
+                        raise RetryableDeliveryError(
+                            f"fetch: HTTP {status} from {_safe_url(url)}",
+                            status=status,
+                            endpoint="fetch",
+                            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                        )
+                    if outcome is not Outcome.SUCCESS:
+                        raise self._fail("rejected", url, f"HTTP {status}", status)
+                    declared = response.headers.get("Content-Length", "")
+                    if declared.isdigit() and int(declared) > limit:
+                        raise self._fail("too_large", url, f"{declared} bytes, over the {limit}-byte cap")
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > limit:
+                            raise self._fail("too_large", url, f"over the {limit}-byte cap")
+        except (httpx.RequestError, TimeoutError) as exc:
+            self._metrics.images_fetched.labels(outcome="error").inc()
+            raise error_for_exception(exc, endpoint="fetch") from exc
+        if sniff_image_format(bytes(data[:16])) is None:
+            raise self._fail("not_image", url, "the body is not an accepted image format")
+        self._metrics.images_fetched.labels(outcome="ok").inc()
+        return bytes(data)
+
+
+def _content_key(image: ImageSource) -> str:
+    try:
+        return image.content_key()
+    except ValidationError:
+        return f"invalid:{id(image)}"
+
+
+async def resolve_batch(
+    events: Sequence[VisionEvent],
+    work: Callable[[ImageSource], Awaitable[str]],
+    key: Callable[[ImageSource], str] = _content_key,
+) -> tuple[list[ResolvedEvent], list[Rejection]]:
+    """Run ``work`` once per distinct image (by ``key``) of ``events``, concurrently.
+
+    ``work`` raises ImageRejectedError or DeliveryTimeoutError for an image that cannot be used;
+    every event carrying such an image is rejected, the others come back resolved.
+    """
+    unique: dict[str, ImageSource] = {}
+    keys: dict[int, str] = {}
+    for event in events:
+        for image in (event.output_image, event.input_image):
+            if image is not None and id(image) not in keys:
+                image_key = key(image)
+                keys[id(image)] = image_key
+                unique.setdefault(image_key, image)
+
+    results: dict[str, str | _Failure] = {}
+
+    async def run(image_key: str, image: ImageSource) -> None:
+        try:
+            results[image_key] = await work(image)
+        except ImageRejectedError as err:
+            results[image_key] = _Failure(err.reason, err.detail, err.status, 1)
+        except DeliveryTimeoutError as err:
+            results[image_key] = _Failure(Reason.DELIVERY_TIMEOUT, str(err), err.status, err.attempts)
+
+    if unique:
+        async with asyncio.TaskGroup() as group:
+            for image_key, image in unique.items():
+                group.create_task(run(image_key, image))
+
+    resolved: list[ResolvedEvent] = []
+    rejected: list[Rejection] = []
+    for event in events:
+        values: list[str | None] = []
+        failure: _Failure | None = None
+        for image in (event.output_image, event.input_image):
+            result = None if image is None else results[keys[id(image)]]
+            if isinstance(result, _Failure):
+                failure = failure or result
+                values.append(None)
+            else:
+                values.append(result)
+        if failure is not None:
+            rejected.append(
+                Rejection(event, failure.reason, failure.detail, failure.status, failure.attempts)
+            )
+        else:
+            resolved.append(ResolvedEvent(event, values[0], values[1]))
+    return resolved, rejected
+
+
+def _source_id_of(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    source_id = body.get("sourceId") if isinstance(body, dict) else None
+    if not isinstance(source_id, str) or not source_id:
+        raise RetryableDeliveryError(
+            f"upload: HTTP {response.status_code} without a sourceId", endpoint="upload"
+        ) from MissingSourceIdError("no sourceId in the upload answer")
+    return source_id
+
+
+class CloudImages:
+    """Uploads the images of cloud batches, once per distinct image, and remembers their ids."""
+
+    def __init__(
+        self,
+        config: CloudSinkConfig,
+        images: ImagesConfig,
+        client: httpx.AsyncClient,
+        policy: RetryPolicy,
+        metrics: Metrics,
+        *,
+        headers: httpx.Headers,
+        secrets: Sequence[str] = (),
+        cache_size: int = SOURCE_ID_CACHE_SIZE,
+    ) -> None:
+        self._url = f"{config.resolved_base_url()}/vision-events/upload"
+        self._timeout = config.timeout_seconds
+        self._client = client
+        self._policy = policy
+        self._metrics = metrics
+        self._headers = headers
+        self._secrets = tuple(secrets)
+        self._semaphore = asyncio.Semaphore(config.upload_concurrency)
+        self._fetcher = UrlFetcher(images, client, policy, metrics)
+        self.cache = LruCache(cache_size)
+
+    async def resolve(
+        self, events: Sequence[VisionEvent], deadline: float | None = None
+    ) -> tuple[list[ResolvedEvent], list[Rejection]]:
+        """Each event with its output/input upload ids, or rejected for an image that cannot be used."""
+        return await resolve_batch(events, lambda image: self.source_id(image, deadline))
+
+    async def source_id(self, image: ImageSource, deadline: float | None = None) -> str:
+        """Return the upload id of ``image``: given, cached, or uploaded now."""
+        if image.source_id is not None:
+            return image.source_id
+        if image.url is not None:
+            async with self._semaphore:
+                data = await self._fetcher.fetch(image.url, deadline)
+            cache_key = "sha256:" + hashlib.sha256(data).hexdigest()
+        else:
+            try:
+                data = image.data()
+            except ValidationError as exc:
+                raise ImageRejectedError(
+                    f"inline image: {exc.detail}", reason=Reason.INVALID_IMAGE, endpoint="upload"
+                ) from exc
+            cache_key = image.content_key()
+        cached = self.cache.get(cache_key)
+        if cached is not None:
+            return cached
+        image_format = sniff_image_format(data)
+        if image_format is None:
+            raise ImageRejectedError(
+                "inline image is not an accepted image format", reason=Reason.INVALID_IMAGE, endpoint="upload"
+            )
+        async with self._semaphore:
+            try:
+                source_id = await self._policy.call(
+                    "upload", lambda: self._upload_once(data, image_format), deadline=deadline
+                )
+            except RejectedError as err:
+                raise ImageRejectedError(
+                    str(err),
+                    reason=Reason.IMAGE_REJECTED,
+                    status=err.status,
+                    endpoint="upload",
+                    detail=err.detail,
+                ) from err
+        self.cache.put(cache_key, source_id)
+        return source_id
+
+    async def _upload_once(self, data: bytes, image_format: str) -> str:
+        filename = f"image.{_EXTENSIONS.get(image_format, image_format)}"
+        request = self._client.build_request(
+            "POST",
+            self._url,
+            files={"file": (filename, data, IMAGE_CONTENT_TYPES[image_format])},
+            headers=self._headers,
+            timeout=self._timeout,
+        )
+        response = await send(
+            self._client,
+            request,
+            endpoint="upload",
+            target=Target.CLOUD,
+            metrics=self._metrics,
+            secrets=self._secrets,
+        )
+        source_id = _source_id_of(response)
+        self._metrics.images_uploaded.inc()
+        self._metrics.image_upload_bytes.inc(len(data))
+        return source_id
+
+
+def strip_data_prefix(text: str) -> str:
+    """Base64 text without a ``data:...;base64,`` prefix: the Event Store takes raw base64 (§3.4)."""
+    if text.startswith("data:"):
+        return text.partition(",")[2]
+    return text
+
+
+def _local_key(image: ImageSource) -> str:
+    # Inline and id-only images need no work; only URL fetches are worth de-duplicating.
+    return f"url:{image.url}" if image.url is not None else f"object:{id(image)}"
+
+
+class LocalImages:
+    """Turns the images of local events into base64 text, fetching URL images."""
+
+    def __init__(
+        self,
+        images: ImagesConfig,
+        client: httpx.AsyncClient,
+        policy: RetryPolicy,
+        metrics: Metrics,
+        *,
+        concurrency: int,
+    ) -> None:
+        self._fetcher = UrlFetcher(images, client, policy, metrics)
+        self._semaphore = asyncio.Semaphore(concurrency)
+
+    async def resolve(
+        self, events: Sequence[VisionEvent], deadline: float | None = None
+    ) -> tuple[list[ResolvedEvent], list[Rejection]]:
+        """Each event with its output/input base64 text, or rejected for an image that cannot be used."""
+        return await resolve_batch(events, lambda image: self.base64_of(image, deadline), key=_local_key)
+
+    async def base64_of(self, image: ImageSource, deadline: float | None = None) -> str:
+        """``image`` as base64 text: inline as received, a URL fetched and encoded."""
+        if image.base64 is not None:
+            return strip_data_prefix(image.base64)
+        if image.url is not None:
+            async with self._semaphore:
+                data = await self._fetcher.fetch(image.url, deadline)
+            return base64.b64encode(data).decode("ascii")
+        raise ImageRejectedError(
+            "an image given only as a cloud sourceId cannot be sent to a local Event Store",
+            reason=Reason.INVALID_IMAGE,
+        )

@@ -1,0 +1,123 @@
+"""The on-device Event Store sink: one ``POST {url}/v2/events`` per event (contract §1.2, §2.2, §5.2).
+
+- Only 201 is success; a 200 (or any other 2xx) is an error, as in the blocks [§5.2]; 529 means
+  the device is at capacity and is retried with backoff like any 5xx; the rest per ``status.py``.
+- A refused event becomes ``Rejection(Reason.API_REJECTED, detail=<the body's detail>)``.
+- Images go inline as base64 (``images.LocalImages``); an image given only as a cloud
+  ``source_id`` cannot be sent and rejects its event with ``Reason.INVALID_IMAGE``.
+- Headers: ``Content-Type: application/json`` and ``X-API-Key`` only when a key is configured.
+- At most ``config.concurrency`` events are posted at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+
+import httpx
+import orjson
+
+from consumer import wire
+from consumer.config import ImagesConfig, LocalSinkConfig, RetryConfig
+from consumer.errors import Reason, RejectedError
+from consumer.metrics import Metrics
+from consumer.model import VisionEvent
+from consumer.sinks.base import DeliveryReport, Rejection
+from consumer.sinks.images import LocalImages, ResolvedEvent
+from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
+from consumer.sinks.status import Target, send
+
+
+class LocalSink:
+    """Delivers events to an on-device Event Store, one request per event."""
+
+    name: str = "local"
+
+    def __init__(
+        self,
+        config: LocalSinkConfig,
+        retry: RetryConfig,
+        images: ImagesConfig,
+        metrics: Metrics,
+        client: httpx.AsyncClient | None = None,
+        *,
+        sleep: Sleep | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._owns_client = client is None
+        self._client = (
+            client
+            if client is not None
+            else httpx.AsyncClient(timeout=config.timeout_seconds, follow_redirects=False)
+        )
+        self._url = f"{config.url.rstrip('/')}/v2/events"
+        self._headers = httpx.Headers({"Content-Type": "application/json"})
+        api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
+        if api_key:
+            self._headers["X-API-Key"] = api_key
+        self._secrets = (api_key,) if api_key else ()
+        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self.policy = RetryPolicy(retry, metrics, self.name, sleep=sleep, clock=clock, rng=rng)
+        self.images = LocalImages(images, self._client, self.policy, metrics, concurrency=config.concurrency)
+
+    @property
+    def auth_failing(self) -> bool:
+        """True while the Event Store refuses the API key (401/403)."""
+        return self.policy.auth_failing
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this sink created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
+        """Post each event (concurrently, bounded) and report each one's fate."""
+        report = DeliveryReport()
+        if not events:
+            return report
+        deadline = self.policy.deadline()
+        resolved, rejected = await self.images.resolve(events, deadline)
+        report.rejected.extend(rejected)
+        if resolved:
+            async with asyncio.TaskGroup() as group:
+                for item in resolved:
+                    group.create_task(self._deliver_one(item, deadline, report))
+        return report
+
+    async def _post(self, body: bytes) -> httpx.Response:
+        request = self._client.build_request(
+            "POST", self._url, content=body, headers=self._headers, timeout=self._config.timeout_seconds
+        )
+        return await send(
+            self._client,
+            request,
+            endpoint="events",
+            target=Target.LOCAL,
+            metrics=self._metrics,
+            secrets=self._secrets,
+        )
+
+    async def _deliver_one(self, item: ResolvedEvent, deadline: float | None, report: DeliveryReport) -> None:
+        event = item.event
+        try:
+            body = orjson.dumps(wire.local_event(event, item.output, item.input))
+        except orjson.JSONEncodeError as exc:
+            report.rejected.append(Rejection(event, Reason.INVALID_VALUE, f"not serializable as JSON: {exc}"))
+            return
+        async with self._semaphore:
+            try:
+                await self.policy.call("events", lambda: self._post(body), deadline=deadline)
+            except DeliveryTimeoutError as err:
+                report.rejected.append(
+                    Rejection(event, Reason.DELIVERY_TIMEOUT, str(err), err.status, err.attempts)
+                )
+                return
+            except RejectedError as err:
+                report.rejected.append(Rejection(event, Reason.API_REJECTED, err.detail, err.status))
+                return
+        report.delivered.append(event)

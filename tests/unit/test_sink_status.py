@@ -1,0 +1,250 @@
+"""The HTTP outcome table and its translation into consumer.errors."""
+
+from __future__ import annotations
+
+import asyncio
+from email.utils import formatdate
+
+import httpx
+import pytest
+
+from consumer.errors import AuthError, RejectedError, RetryableDeliveryError
+from consumer.metrics import Metrics
+from consumer.sinks.status import (
+    DETAIL_MAX_CHARS,
+    STATUS_TABLE,
+    Outcome,
+    Target,
+    classify,
+    error_for_exception,
+    error_for_response,
+    response_detail,
+    retry_after_seconds,
+    send,
+)
+
+KEY = "rf_live_SECRET_key_0123456789"
+
+
+def requests_seen(metrics: Metrics, endpoint: str, status: str) -> float | None:
+    labels = {"endpoint": endpoint, "status": status}
+    return metrics.registry.get_sample_value("vision_events_api_request_duration_seconds_count", labels)
+
+
+def test_table_rows_are_sorted_contiguous_and_cover_100_to_599_exactly() -> None:
+    expected_first = 100
+    for rule in STATUS_TABLE:
+        assert rule.first == expected_first, f"gap or overlap before {rule.first}"
+        assert rule.last >= rule.first
+        assert rule.why
+        expected_first = rule.last + 1
+    assert expected_first == 600
+
+
+def test_every_status_from_100_to_599_has_exactly_one_row_per_target() -> None:
+    for status in range(100, 600):
+        rows = [rule for rule in STATUS_TABLE if rule.first <= status <= rule.last]
+        assert len(rows) == 1, status
+        for target in Target:
+            assert classify(status, target) is rows[0].outcome(target)
+
+
+def test_success_differs_between_cloud_and_local() -> None:
+    assert classify(200, Target.CLOUD) is Outcome.SUCCESS
+    assert classify(201, Target.CLOUD) is Outcome.SUCCESS
+    assert classify(204, Target.CLOUD) is Outcome.SUCCESS
+    assert classify(201, Target.LOCAL) is Outcome.SUCCESS
+    assert classify(200, Target.LOCAL) is Outcome.REJECTED
+    assert classify(202, Target.LOCAL) is Outcome.REJECTED
+    assert classify(100, Target.LOCAL) is Outcome.REJECTED
+    successes = {s for s in range(100, 600) if classify(s, Target.CLOUD) is Outcome.SUCCESS}
+    assert successes == set(range(200, 300))
+    assert {s for s in range(100, 600) if classify(s, Target.LOCAL) is Outcome.SUCCESS} == {201}
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504, 529, 599])
+def test_retryable_statuses(status: int) -> None:
+    for target in Target:
+        assert classify(status, target) is Outcome.RETRYABLE
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_statuses_are_auth_for_the_apis_but_a_failed_fetch_for_image_hosts(status: int) -> None:
+    assert classify(status, Target.CLOUD) is Outcome.AUTH
+    assert classify(status, Target.LOCAL) is Outcome.AUTH
+    assert classify(status, Target.IMAGE_HOST) is Outcome.REJECTED
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 400, 402, 404, 405, 409, 413, 415, 422, 451, 499])
+def test_rejected_statuses(status: int) -> None:
+    for target in Target:
+        assert classify(status, target) is Outcome.REJECTED
+
+
+@pytest.mark.parametrize("status", [0, 99, 600, 999])
+def test_codes_outside_http_are_rejected(status: int) -> None:
+    assert classify(status, Target.CLOUD) is Outcome.REJECTED
+
+
+def test_retry_after_as_seconds() -> None:
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds(" 1.5 ") == 1.5
+    assert retry_after_seconds("0") == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-3", "inf", "nan", "Mon, 99 Foo 2026"])
+def test_retry_after_unreadable_is_none(value: str | None) -> None:
+    assert retry_after_seconds(value) is None
+
+
+def test_retry_after_as_http_date() -> None:
+    now = 1_800_000_000.0
+    assert retry_after_seconds(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30.0)
+    assert retry_after_seconds(formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+def _response(
+    status: int, *, json: object = None, text: str | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    request = httpx.Request(
+        "POST", "https://api.test/vision-events/batch", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    if json is not None:
+        return httpx.Response(status, json=json, headers=headers, request=request)
+    return httpx.Response(status, text=text or "", headers=headers, request=request)
+
+
+def test_success_gives_no_error() -> None:
+    assert error_for_response(_response(201), endpoint="batch", target=Target.LOCAL) is None
+    assert error_for_response(_response(200), endpoint="batch", target=Target.CLOUD) is None
+
+
+def test_429_becomes_retryable_with_retry_after() -> None:
+    error = error_for_response(
+        _response(429, json={"error": "slow down"}, headers={"Retry-After": "12"}),
+        endpoint="batch",
+        target=Target.CLOUD,
+    )
+    assert isinstance(error, RetryableDeliveryError)
+    assert error.retry_after == 12.0
+    assert error.status == 429
+    assert error.endpoint == "batch"
+    assert "slow down" in str(error)
+
+
+def test_401_becomes_auth_error_without_the_request_headers() -> None:
+    error = error_for_response(
+        _response(401, json={"error": "bad key"}), endpoint="batch", target=Target.CLOUD
+    )
+    assert isinstance(error, AuthError)
+    assert error.status == 401
+    assert KEY not in str(error)
+    assert "Bearer" not in str(error)
+
+
+def test_400_becomes_rejected_with_the_bodys_error() -> None:
+    error = error_for_response(
+        _response(400, json={"error": "eventType invalid"}), endpoint="batch", target=Target.CLOUD
+    )
+    assert isinstance(error, RejectedError)
+    assert error.detail == "eventType invalid"
+    assert error.status == 400
+
+
+def test_local_200_is_rejected_not_success() -> None:
+    error = error_for_response(_response(200, json={"id": 1}), endpoint="events", target=Target.LOCAL)
+    assert isinstance(error, RejectedError)
+    assert error.status == 200
+
+
+def test_detail_prefers_detail_then_error_then_text() -> None:
+    both = _response(529, json={"detail": "Device storage full.", "error": "capacity_blocked"})
+    assert response_detail(both) == "Device storage full."
+    assert response_detail(_response(400, json={"error": "nope"})) == "nope"
+    assert response_detail(_response(400, text="plain failure\n")) == "plain failure"
+    listed = response_detail(_response(422, json={"detail": [{"loc": ["body", "x"], "msg": "bad"}]}))
+    assert '"msg":"bad"' in listed
+
+
+def test_detail_is_truncated() -> None:
+    detail = response_detail(_response(400, text="x" * 50_000))
+    assert len(detail) <= DETAIL_MAX_CHARS
+    assert detail.endswith("…")
+
+
+def test_detail_scrubs_secrets_echoed_by_the_server() -> None:
+    echoed = _response(400, json={"error": f"header was Bearer {KEY}"})
+    error = error_for_response(echoed, endpoint="batch", target=Target.CLOUD, secrets=[KEY])
+    assert isinstance(error, RejectedError)
+    assert KEY not in error.detail
+    assert KEY not in str(error)
+    assert "**********" in error.detail
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("peer closed connection"),
+        httpx.ReadError("reset"),
+    ],
+)
+def test_network_errors_are_retryable(exc: httpx.RequestError) -> None:
+    error = error_for_exception(exc, endpoint="upload")
+    assert isinstance(error, RetryableDeliveryError)
+    assert error.status is None
+    assert type(exc).__name__ in str(error)
+
+
+def test_send_records_latency_by_status_and_raises_the_typed_error() -> None:
+    metrics = Metrics()
+    answers = iter([httpx.Response(503), httpx.Response(201, json={})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            with pytest.raises(RetryableDeliveryError):
+                await send(
+                    client,
+                    client.build_request("POST", "https://api.test/x"),
+                    endpoint="batch",
+                    target=Target.CLOUD,
+                    metrics=metrics,
+                )
+            response = await send(
+                client,
+                client.build_request("POST", "https://api.test/x"),
+                endpoint="batch",
+                target=Target.CLOUD,
+                metrics=metrics,
+            )
+            assert response.status_code == 201
+
+    asyncio.run(scenario())
+    assert requests_seen(metrics, "batch", "503") == 1
+    assert requests_seen(metrics, "batch", "201") == 1
+
+
+def test_send_records_network_errors_as_status_error() -> None:
+    metrics = Metrics()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            with pytest.raises(RetryableDeliveryError) as caught:
+                await send(
+                    client,
+                    client.build_request("POST", "https://api.test/x"),
+                    endpoint="upload",
+                    target=Target.CLOUD,
+                    metrics=metrics,
+                )
+            assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+    asyncio.run(scenario())
+    assert requests_seen(metrics, "upload", "error") == 1
