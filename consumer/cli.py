@@ -18,8 +18,11 @@ from typing import Any
 import orjson
 import yaml
 
+from consumer.app import App
 from consumer.config import ImagesConfig, LimitsConfig, Settings, load_settings, masked_settings
+from consumer.demo import run_demo
 from consumer.errors import ConfigError, MessageError
+from consumer.fakeapi import serve
 from consumer.logs import configure_logging
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer, Skipped
@@ -44,8 +47,6 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Consume and deliver until the input ends or SIGTERM."""
-    from consumer.app import App
-
     settings = _settings_from(args)
     configure_logging(settings.log.level, settings.log.format)
     result = asyncio.run(App(settings).run())
@@ -90,8 +91,6 @@ def cmd_validate_message(args: argparse.Namespace) -> int:
 
 def cmd_fake_api(args: argparse.Namespace) -> int:
     """Serve the local Vision Events API stand-in until interrupted."""
-    from consumer.fakeapi import serve
-
     serve(
         host=args.host,
         port=args.port,
@@ -104,8 +103,6 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Send the bundled sample messages through the pipeline into the local stand-in."""
-    from consumer.demo import run_demo
-
     return run_demo(verbose=args.verbose)
 
 
@@ -113,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="vision-events-consumer",
-        description="Forward computer-vision inference results from MQTT/Kafka/JSONL to the Vision Events API.",
+        description="Forward computer-vision inference results to the Vision Events API.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -123,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", help="read messages from this JSONL file ('-' for stdin) instead of a broker")
     run.set_defaults(handler=cmd_run)
 
-    check = commands.add_parser("check-config", help="validate settings and routes; print them, secrets masked")
+    check = commands.add_parser(
+        "check-config", help="validate settings and routes; print them, secrets masked"
+    )
     check.add_argument("--config", type=Path)
     check.add_argument("--routes", type=Path)
     check.set_defaults(handler=cmd_check_config)
@@ -143,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--local-api-key", help="X-API-Key required on /v2/events")
     fake.set_defaults(handler=cmd_fake_api)
 
-    demo = commands.add_parser("demo", help="run the sample messages into a local stand-in, no account needed")
+    demo = commands.add_parser(
+        "demo", help="run the sample messages into a local stand-in, no account needed"
+    )
     demo.add_argument("--verbose", action="store_true", help="show the consumer's logs")
     demo.set_defaults(handler=cmd_demo)
     return parser

@@ -62,7 +62,9 @@ class CloudSinkConfig(_Section):
     """The Roboflow Vision Events API."""
 
     region: Literal["us", "eu"] = Field("us", description="Picks the base URL when base_url is not set.")
-    base_url: str | None = Field(None, description="Overrides the region, e.g. a proxy or the local stand-in.")
+    base_url: str | None = Field(
+        None, description="Overrides the region, e.g. a proxy or the local stand-in."
+    )
     api_key: SecretStr | None = Field(None, description="Roboflow API key with vision-events:write scope.")
     timeout_seconds: float = Field(30.0, gt=0, description="Per-request timeout (the blocks use 30 s).")
     upload_concurrency: int = Field(8, ge=1, le=64, description="Image uploads in flight at once.")
@@ -100,7 +102,9 @@ class SinkConfig(_Section):
 class BatchConfig(_Section):
     """How events are grouped into requests."""
 
-    max_events: int = Field(MAX_BATCH_EVENTS, ge=1, le=MAX_BATCH_EVENTS, description="Events per batch (API max 100).")
+    max_events: int = Field(
+        MAX_BATCH_EVENTS, ge=1, le=MAX_BATCH_EVENTS, description="Events per batch (API max 100)."
+    )
     max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Approximate request body bytes per batch.")
     linger_ms: int = Field(200, ge=0, description="How long a partial batch waits for more events.")
     max_in_flight_batches: int = Field(4, ge=1, le=64, description="Batches being delivered at once.")
@@ -142,7 +146,9 @@ class DeadLetterConfig(_Section):
 class LimitsConfig(_Section):
     """Limits applied to incoming messages before they are interpreted."""
 
-    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger messages are dead-lettered.")
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Larger messages are dead-lettered."
+    )
     max_json_depth: int = Field(32, ge=4, le=512, description="Deeper JSON nesting is dead-lettered.")
 
 
@@ -150,7 +156,8 @@ class ImagesConfig(_Section):
     """Image URLs in messages are fetched only from allow-listed hosts."""
 
     url_allowed_hosts: list[str] = Field(
-        default_factory=list, description="Hosts image URLs may point to ('*.example.com' allowed); empty: none."
+        default_factory=list,
+        description="Hosts image URLs may point to ('*.example.com' allowed); empty: none.",
     )
     url_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     url_timeout_seconds: float = Field(10.0, gt=0)

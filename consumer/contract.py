@@ -70,24 +70,36 @@ IMAGE_CONTENT_TYPES: Final = {
 }
 
 
+# (offset, magic bytes, format), tried in order.
+_MAGIC: Final = (
+    (0, b"\xff\xd8\xff", "jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "png"),
+    (0, b"GIF87a", "gif"),
+    (0, b"GIF89a", "gif"),
+    (0, b"II*\x00", "tiff"),
+    (0, b"MM\x00*", "tiff"),
+    (0, b"BM", "bmp"),
+)
+# ISO base media files (HEIC, AVIF) name their brand after 'ftyp' at offset 4.
+_FTYP_BRANDS: Final = {
+    b"avif": "avif",
+    b"avis": "avif",
+    b"heic": "heic",
+    b"heix": "heic",
+    b"hevc": "heic",
+    b"hevx": "heic",
+    b"mif1": "heic",
+    b"msf1": "heic",
+}
+
+
 def sniff_image_format(data: bytes) -> str | None:
     """Return the image format named by ``data``'s magic bytes, or None when it is no accepted image."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
+    for offset, magic, name in _MAGIC:
+        if data.startswith(magic, offset):
+            return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if data[:2] == b"BM":
-        return "bmp"
     if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in (b"avif", b"avis"):
-            return "avif"
-        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1"):
-            return "heic"
+        return _FTYP_BRANDS.get(data[8:12])
     return None

@@ -24,7 +24,9 @@ def decode_message(payload: bytes, *, max_bytes: int, max_depth: int) -> dict[st
         if "depth limit" in text:
             raise DecodeError(Reason.TOO_DEEP, f"nesting deeper than {max_depth} levels") from exc
         if "infinity" in text.lower() or payload_has_non_finite_literal(payload):
-            raise DecodeError(Reason.NON_FINITE_NUMBER, "NaN and Infinity are not valid JSON numbers") from exc
+            raise DecodeError(
+                Reason.NON_FINITE_NUMBER, "NaN and Infinity are not valid JSON numbers"
+            ) from exc
         raise DecodeError(Reason.INVALID_JSON, text) from exc
     if not isinstance(value, dict | list):
         raise DecodeError(Reason.NOT_AN_OBJECT, f"top-level JSON {type(value).__name__} is not an object")

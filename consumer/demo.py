@@ -28,9 +28,10 @@ DEMO_USE_CASES = ("line-qc", "warehouse-inventory", "site-safety", "custom-event
 def run_demo(*, verbose: bool = False) -> int:
     """Run the demo and print a summary; 0 when every sample ended as expected."""
     configure_logging("INFO" if verbose else "ERROR", "text")
-    with tempfile.TemporaryDirectory(prefix="vec-demo-") as tmp, FakeVisionEventsApi(
-        api_keys=(DEMO_API_KEY,), use_cases=DEMO_USE_CASES
-    ) as api:
+    with (
+        tempfile.TemporaryDirectory(prefix="vec-demo-") as tmp,
+        FakeVisionEventsApi(api_keys=(DEMO_API_KEY,), use_cases=DEMO_USE_CASES) as api,
+    ):
         dead_letter_path = Path(tmp) / "dead-letters.jsonl"
         settings = load_settings(
             None,
@@ -54,14 +55,17 @@ def run_demo(*, verbose: bool = False) -> int:
         events = api.events()
         by_type = Counter(str(body["eventType"]) for body in events.values())
         with_images = sum(1 for body in events.values() if body.get("images"))
-        out.write(f"Delivered {len(events)} events ({with_images} with images, {len(api.uploads())} images uploaded):\n")
+        uploads = len(api.uploads())
+        out.write(f"Delivered {len(events)} events ({with_images} with images, {uploads} images uploaded):\n")
         for event_type, count in sorted(by_type.items()):
             out.write(f"  {event_type:<18} {count}\n")
         dead = list(read_dead_letters(dead_letter_path)) if dead_letter_path.exists() else []
         out.write(f"\nDead-lettered {len(dead)} messages (kept byte-exact in the dead-letter file):\n")
         for reason, count in sorted(Counter(record.reason for record in dead).items()):
             out.write(f"  {reason:<18} {count}\n")
-        out.write(f"\nSettled without an event by a route (cooldown, no alert class): {result.stats.skipped}\n")
+        out.write(
+            f"\nSettled without an event by a route (cooldown, no alert class): {result.stats.skipped}\n"
+        )
         settled = result.stats.settled()
         out.write(f"All {result.stats.received} messages settled: {settled == result.stats.received}\n")
         logging.shutdown()

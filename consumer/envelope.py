@@ -15,7 +15,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -33,8 +32,12 @@ class ImageInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base64: StrictStr | None = Field(None, description="Base64 image bytes (JPEG, PNG, WebP...).")
-    url: StrictStr | None = Field(None, description="http(s) URL the consumer fetches (allow-listed hosts only).")
-    source_id: StrictStr | None = Field(None, description="An image already uploaded to the Vision Events API.")
+    url: StrictStr | None = Field(
+        None, description="http(s) URL the consumer fetches (allow-listed hosts only)."
+    )
+    source_id: StrictStr | None = Field(
+        None, description="An image already uploaded to the Vision Events API."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageInput:
@@ -42,9 +45,6 @@ class ImageInput(BaseModel):
         if len(given) != 1:
             raise ValueError("an image needs exactly one of base64, url or source_id")
         return self
-
-
-MetadataScalar = StrictStr | StrictBool | StrictInt | StrictFloat
 
 
 class EnvelopeMessage(BaseModel):
@@ -57,7 +57,9 @@ class EnvelopeMessage(BaseModel):
         title="Vision events consumer inference message",
     )
 
-    event_type: EventType | None = Field(None, description="The Vision Event type; a route may set it instead.")
+    event_type: EventType | None = Field(
+        None, description="The Vision Event type; a route may set it instead."
+    )
     use_case: StrictStr | None = Field(
         None,
         validation_alias=AliasChoices("use_case", "solution"),
@@ -67,12 +69,15 @@ class EnvelopeMessage(BaseModel):
         None, description="Stable id of this result; redelivery with the same id overwrites the event."
     )
     timestamp: StrictStr | StrictInt | StrictFloat | None = Field(
-        None, description="Capture time: ISO 8601 (no offset means UTC) or Unix epoch seconds or milliseconds."
+        None,
+        description="Capture time: ISO 8601 (no offset means UTC) or Unix epoch seconds or milliseconds.",
     )
     device_id: StrictStr | None = None
     stream_id: StrictStr | None = None
     workflow_id: StrictStr | None = None
-    external_id: StrictStr | None = Field(None, description="Your reference (batch, order...), <= 1000 chars.")
+    external_id: StrictStr | None = Field(
+        None, description="Your reference (batch, order...), <= 1000 chars."
+    )
     qc_result: Literal["pass", "fail"] | None = None
     location: StrictStr | None = None
     item_count: Annotated[StrictInt, Field(ge=0)] | None = None
@@ -83,8 +88,18 @@ class EnvelopeMessage(BaseModel):
     custom_value: StrictStr | None = None
     related_event_id: StrictStr | None = None
     feedback: Literal["correct", "incorrect", "inconclusive"] | None = None
-    custom_metadata: dict[str, MetadataScalar] | None = Field(
-        None, description="Flat: <= 100 keys matching [a-zA-Z0-9_ -]+, string values <= 1000 chars."
+    # Values are checked (with precise paths) by consumer.validation.check_custom_metadata; the
+    # schema still tells publishers what is allowed.
+    custom_metadata: dict[str, Any] | None = Field(
+        None,
+        description="Flat: <= 100 keys matching [a-zA-Z0-9_ -]+, string values <= 1000 chars.",
+        json_schema_extra={
+            "maxProperties": 100,
+            "propertyNames": {"pattern": "^[a-zA-Z0-9_ -]{1,100}$"},
+            "additionalProperties": {
+                "anyOf": [{"type": "string", "maxLength": 1000}, {"type": "number"}, {"type": "boolean"}]
+            },
+        },
     )
     predictions: Any = Field(None, description="Model output in any supported format (docs/formats.md).")
     input_image: ImageInput | None = Field(None, description="The frame the model ran on.")

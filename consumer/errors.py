@@ -133,7 +133,9 @@ class AuthError(DeliveryError):
 class RejectedError(DeliveryError):
     """The API refused the request for good; the body's explanation is kept in ``detail``."""
 
-    def __init__(self, message: str, *, status: int | None = None, endpoint: str = "", detail: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, endpoint: str = "", detail: str = ""
+    ) -> None:
         super().__init__(message, status=status, endpoint=endpoint)
         self.detail = detail
 

@@ -9,7 +9,24 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+)
 _BATCH_EVENT_BUCKETS = (1, 2, 5, 10, 20, 50, 75, 100)
 _BATCH_BYTE_BUCKETS = (1e3, 1e4, 1e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6)
 
@@ -21,10 +38,18 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r, ns = self.registry, namespace
         self.messages_received = Counter(
-            "messages_received", "Messages received from a source.", ["source", "topic"], namespace=ns, registry=r
+            "messages_received",
+            "Messages received from a source.",
+            ["source", "topic"],
+            namespace=ns,
+            registry=r,
         )
         self.message_bytes = Counter(
-            "message_received_bytes", "Payload bytes received from a source.", ["source"], namespace=ns, registry=r
+            "message_received_bytes",
+            "Payload bytes received from a source.",
+            ["source"],
+            namespace=ns,
+            registry=r,
         )
         self.messages_normalized = Counter(
             "messages_normalized",
@@ -37,14 +62,27 @@ class Metrics:
             "events_delivered", "Events the API accepted.", ["sink", "event_type"], namespace=ns, registry=r
         )
         self.batches = Counter(
-            "batches", "Batches handed to the sink, by final outcome.", ["sink", "outcome"], namespace=ns, registry=r
+            "batches",
+            "Batches handed to the sink, by final outcome.",
+            ["sink", "outcome"],
+            namespace=ns,
+            registry=r,
         )
         self.batch_events = Histogram(
-            "batch_size_events", "Events per batch.", ["sink"], buckets=_BATCH_EVENT_BUCKETS, namespace=ns, registry=r
+            "batch_size_events",
+            "Events per batch.",
+            ["sink"],
+            buckets=_BATCH_EVENT_BUCKETS,
+            namespace=ns,
+            registry=r,
         )
         self.batch_bytes = Histogram(
-            "batch_size_bytes", "Approximate bytes per batch.", ["sink"], buckets=_BATCH_BYTE_BUCKETS,
-            namespace=ns, registry=r,
+            "batch_size_bytes",
+            "Approximate bytes per batch.",
+            ["sink"],
+            buckets=_BATCH_BYTE_BUCKETS,
+            namespace=ns,
+            registry=r,
         )
         self.api_requests = Histogram(
             "api_request_duration_seconds",
@@ -55,17 +93,31 @@ class Metrics:
             registry=r,
         )
         self.retries = Counter(
-            "api_retries", "Requests retried, by endpoint and cause.", ["endpoint", "cause"], namespace=ns, registry=r
+            "api_retries",
+            "Requests retried, by endpoint and cause.",
+            ["endpoint", "cause"],
+            namespace=ns,
+            registry=r,
         )
         self.batch_splits = Counter(
-            "batch_splits", "Batches split in two to isolate rejected events.", ["sink"], namespace=ns, registry=r
+            "batch_splits",
+            "Batches split in two to isolate rejected events.",
+            ["sink"],
+            namespace=ns,
+            registry=r,
         )
         self.dead_letters = Counter(
-            "dead_letters", "Messages written to the dead-letter destination, by reason.", ["reason"],
-            namespace=ns, registry=r,
+            "dead_letters",
+            "Messages written to the dead-letter destination, by reason.",
+            ["reason"],
+            namespace=ns,
+            registry=r,
         )
         self.dead_letter_failures = Counter(
-            "dead_letter_write_failures", "Failed writes to the dead-letter destination.", namespace=ns, registry=r
+            "dead_letter_write_failures",
+            "Failed writes to the dead-letter destination.",
+            namespace=ns,
+            registry=r,
         )
         self.annotations_dropped = Counter(
             "annotations_dropped",
@@ -82,7 +134,10 @@ class Metrics:
             "images_fetched", "Images fetched from URLs, by outcome.", ["outcome"], namespace=ns, registry=r
         )
         self.in_flight_events = Gauge(
-            "in_flight_events", "Events received and not yet delivered or dead-lettered.", namespace=ns, registry=r
+            "in_flight_events",
+            "Events received and not yet delivered or dead-lettered.",
+            namespace=ns,
+            registry=r,
         )
         self.end_to_end_latency = Histogram(
             "end_to_end_latency_seconds",
@@ -99,9 +154,16 @@ class Metrics:
             registry=r,
         )
         self.last_delivery = Gauge(
-            "last_delivery_timestamp_seconds", "Unix time of the last accepted event.", namespace=ns, registry=r
+            "last_delivery_timestamp_seconds",
+            "Unix time of the last accepted event.",
+            namespace=ns,
+            registry=r,
         )
         self.sink_auth_failing = Gauge(
-            "sink_auth_failing", "1 while the API refuses the credentials (401/403).", ["sink"], namespace=ns, registry=r
+            "sink_auth_failing",
+            "1 while the API refuses the credentials (401/403).",
+            ["sink"],
+            namespace=ns,
+            registry=r,
         )
         self.ready = Gauge("ready", "1 when the consumer reports ready on /readyz.", namespace=ns, registry=r)

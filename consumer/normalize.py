@@ -169,10 +169,14 @@ class Normalizer:
         self, route: Route, message: InboundMessage, draft: _Draft, context: dict[str, Any]
     ) -> VisionEvent | Skipped:
         if draft.event_type is None:
-            raise ValidationError(Reason.MISSING_FIELD, "no event type from the message or the route", "event_type")
+            raise ValidationError(
+                Reason.MISSING_FIELD, "no event type from the message or the route", "event_type"
+            )
         event_type = require_event_type(draft.event_type, "event_type")
         if draft.use_case is None:
-            raise ValidationError(Reason.MISSING_FIELD, "no use case from the message or the route", "use_case")
+            raise ValidationError(
+                Reason.MISSING_FIELD, "no use case from the message or the route", "use_case"
+            )
         use_case = require_non_empty_str(draft.use_case, "use_case", contract.MAX_USE_CASE_CHARS)
         values = draft.values
         annotations: Annotations = draft.output.annotations if draft.output is not None else {}
@@ -200,7 +204,9 @@ class Normalizer:
         if annotations and input_image is None and output_image is None:
             if route.no_image_policy is NoImagePolicy.DEAD_LETTER:
                 raise ValidationError(
-                    Reason.MISSING_FIELD, "predictions need an image to be attached to (route policy)", "input_image"
+                    Reason.MISSING_FIELD,
+                    "predictions need an image to be attached to (route policy)",
+                    "input_image",
                 )
             self._on_annotations_dropped("no_image")
             annotations = {}
@@ -237,11 +243,16 @@ class Normalizer:
         have_predictions = draft.output is not None
         if route.quality is not None and have_predictions and "qc_result" not in given:
             values["qc_result"] = route.quality.result(annotations)
-        if route.count is not None and have_predictions and "item_count" not in given:
-            values["item_count"] = route.count.count(annotations)
+        if route.count is not None:
+            if have_predictions and "item_count" not in given:
+                values["item_count"] = route.count.count(annotations)
             if route.count.item_type is not None and "item_type" not in given:
-                values.setdefault("item_type", route.count.item_type)
-        if route.alert is not None and event_type == contract.EventType.SAFETY_ALERT and "alert_type" not in given:
+                values["item_type"] = route.count.item_type
+        if (
+            route.alert is not None
+            and event_type == contract.EventType.SAFETY_ALERT
+            and "alert_type" not in given
+        ):
             alert = route.alert.alert(annotations)
             if alert is None:
                 return Skipped(SkipReason.NO_ALERT, route.name)
@@ -258,14 +269,20 @@ class Normalizer:
         if isinstance(value, ImageInput):
             spec = value
         elif isinstance(value, str):
-            spec = ImageInput(url=value) if value.startswith(("http://", "https://")) else ImageInput(base64=value)
+            spec = (
+                ImageInput(url=value)
+                if value.startswith(("http://", "https://"))
+                else ImageInput(base64=value)
+            )
         elif isinstance(value, dict):
             try:
                 spec = ImageInput.model_validate(value)
             except PydanticValidationError as exc:
                 raise ValidationError(Reason.INVALID_IMAGE, exc.errors()[0]["msg"], path) from None
         else:
-            raise ValidationError(Reason.INVALID_TYPE, "an image is {base64|url|source_id: ...} or a string", path)
+            raise ValidationError(
+                Reason.INVALID_TYPE, "an image is {base64|url|source_id: ...} or a string", path
+            )
         if spec.base64 is not None:
             image = ImageSource(base64=spec.base64)
             try:
@@ -274,7 +291,9 @@ class Normalizer:
                 exc.path = path
                 raise
             if contract.sniff_image_format(data) is None:
-                raise ValidationError(Reason.INVALID_IMAGE, "not a JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC or AVIF", path)
+                raise ValidationError(
+                    Reason.INVALID_IMAGE, "not a JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC or AVIF", path
+                )
             return image
         if spec.url is not None:
             self._check_url(spec.url, path)

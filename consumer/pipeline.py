@@ -131,7 +131,9 @@ class Pipeline:
                 dead_messages.append(message)
                 continue
             except Exception as exc:  # a bug must cost one message, never the process
-                log.exception("normalizing a message failed unexpectedly", extra={"coordinates": message.coordinates()})
+                log.exception(
+                    "normalizing a message failed unexpectedly", extra={"coordinates": message.coordinates()}
+                )
                 outcomes[(self._normalizer.route_name(message.topic), "invalid")] += 1
                 dead.append(
                     DeadLetterRecord.for_message(
@@ -252,15 +254,15 @@ class Pipeline:
     # -- dead letters and acknowledgement --------------------------------------------------------------
 
     async def _write_dead_letters(self, records: list[DeadLetterRecord]) -> None:
-        """Write until confirmed. While the destination fails, nothing is acknowledged and we are not ready."""
+        """Write until confirmed; while the destination fails nothing is acknowledged and we are not ready."""
         delay = 0.5
         while True:
             try:
                 await self._dead_letters.write(records)
-            except DeadLetterError as exc:
+            except DeadLetterError:
                 self._metrics.dead_letter_failures.inc()
                 if not self._dead_letter_failing:
-                    log.error("dead-letter destination failing; holding acknowledgements", extra={"error": str(exc)})
+                    log.exception("dead-letter destination failing; holding acknowledgements")
                 self._dead_letter_failing = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _DEAD_LETTER_RETRY_MAX_SECONDS)
@@ -277,8 +279,15 @@ class Pipeline:
         log.warning(
             "dead-lettered %d message(s)",
             len(records),
-            extra={"reasons": dict(reasons), "example": {"reason": first.reason, "path": first.path,
-                   "detail": first.detail[:300], "coordinates": first.coordinates}},
+            extra={
+                "reasons": dict(reasons),
+                "example": {
+                    "reason": first.reason,
+                    "path": first.path,
+                    "detail": first.detail[:300],
+                    "coordinates": first.coordinates,
+                },
+            },
         )
 
     def _settle(self, messages: Sequence[InboundMessage]) -> None:
@@ -312,8 +321,10 @@ class Pipeline:
         try:
             await asyncio.wait_for(self.flush(), deadline_seconds)
         except TimeoutError:
-            log.warning("shutdown deadline reached; unacknowledged messages will be redelivered",
-                        extra={"in_flight": self._in_flight})
+            log.warning(
+                "shutdown deadline reached; unacknowledged messages will be redelivered",
+                extra={"in_flight": self._in_flight},
+            )
             for task in list(self._deliveries):
                 task.cancel()
             with contextlib.suppress(Exception):

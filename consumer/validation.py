@@ -25,7 +25,9 @@ def require_str(value: Any, path: str, max_chars: int) -> str:
     if not isinstance(value, str):
         raise ValidationError(Reason.INVALID_TYPE, f"expected a string, got {type(value).__name__}", path)
     if len(value) > max_chars:
-        raise ValidationError(Reason.TOO_LONG, f"{len(value)} characters exceeds the limit of {max_chars}", path)
+        raise ValidationError(
+            Reason.TOO_LONG, f"{len(value)} characters exceeds the limit of {max_chars}", path
+        )
     return value
 
 
@@ -63,12 +65,14 @@ def require_event_type(value: Any, path: str) -> EventType:
 
 
 def parse_timestamp(value: Any, path: str, now: datetime) -> datetime:
-    """An ISO 8601 string (no offset means UTC) or Unix epoch seconds/milliseconds, within the API's window."""
+    """ISO 8601 (no offset means UTC) or Unix epoch seconds/milliseconds, within the API's window."""
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise ValidationError(Reason.INVALID_VALUE, f"{value[:64]!r} is not an ISO 8601 time", path) from None
+            raise ValidationError(
+                Reason.INVALID_VALUE, f"{value[:64]!r} is not an ISO 8601 time", path
+            ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
     elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
@@ -96,15 +100,19 @@ def check_timestamp_window(moment: datetime, path: str, now: datetime) -> dateti
 
 
 def check_custom_metadata(metadata: dict[str, Any], path: str) -> dict[str, MetadataValue]:
-    """Flat, <= 100 keys matching ``[a-zA-Z0-9_ -]+`` of <= 100 chars, scalar values, strings <= 1000 chars."""
+    """Flat; <= 100 keys matching ``[a-zA-Z0-9_ -]+`` (<= 100 chars); scalar values; strings <= 1000 chars."""
     if len(metadata) > contract.MAX_CUSTOM_METADATA_KEYS:
         raise ValidationError(
-            Reason.TOO_MANY, f"{len(metadata)} keys exceeds the limit of {contract.MAX_CUSTOM_METADATA_KEYS}", path
+            Reason.TOO_MANY,
+            f"{len(metadata)} keys exceeds the limit of {contract.MAX_CUSTOM_METADATA_KEYS}",
+            path,
         )
     for key, value in metadata.items():
         where = f"{path}.{key}"
         if len(key) > contract.MAX_CUSTOM_METADATA_KEY_CHARS:
-            raise ValidationError(Reason.TOO_LONG, f"key longer than {contract.MAX_CUSTOM_METADATA_KEY_CHARS}", where)
+            raise ValidationError(
+                Reason.TOO_LONG, f"key longer than {contract.MAX_CUSTOM_METADATA_KEY_CHARS}", where
+            )
         if not contract.CUSTOM_METADATA_KEY_PATTERN.fullmatch(key):
             raise ValidationError(Reason.INVALID_VALUE, "key must match [a-zA-Z0-9_ -]+", where)
         if isinstance(value, str):
@@ -117,7 +125,9 @@ def check_custom_metadata(metadata: dict[str, Any], path: str) -> dict[str, Meta
                 raise ValidationError(Reason.NON_FINITE_NUMBER, "must be a finite number", where)
         elif not isinstance(value, int):  # bool is an int
             raise ValidationError(
-                Reason.INVALID_TYPE, f"values must be string, number or boolean, not {type(value).__name__}", where
+                Reason.INVALID_TYPE,
+                f"values must be string, number or boolean, not {type(value).__name__}",
+                where,
             )
     return metadata
 
@@ -132,9 +142,19 @@ def build_event_data(event_type: EventType, values: dict[str, Any]) -> dict[str,
     if event_type is EventType.QUALITY_CHECK:
         _put(data, "result", get("qc_result"), lambda v: require_enum(v, "qc_result", contract.QC_RESULTS))
     elif event_type is EventType.INVENTORY_COUNT:
-        _put(data, "location", get("location"), lambda v: require_str(v, "location", contract.MAX_LOCATION_CHARS))
+        _put(
+            data,
+            "location",
+            get("location"),
+            lambda v: require_str(v, "location", contract.MAX_LOCATION_CHARS),
+        )
         _put(data, "itemCount", get("item_count"), lambda v: require_count(v, "item_count"))
-        _put(data, "itemType", get("item_type"), lambda v: require_str(v, "item_type", contract.MAX_ITEM_TYPE_CHARS))
+        _put(
+            data,
+            "itemType",
+            get("item_type"),
+            lambda v: require_str(v, "item_type", contract.MAX_ITEM_TYPE_CHARS),
+        )
     elif event_type is EventType.SAFETY_ALERT:
         _put(data, "alertType", get("alert_type"), _alert_type)
         _put(data, "severity", get("severity"), lambda v: require_enum(v, "severity", contract.SEVERITIES))
@@ -145,7 +165,12 @@ def build_event_data(event_type: EventType, values: dict[str, Any]) -> dict[str,
             lambda v: require_str(v, "alert_description", contract.MAX_DESCRIPTION_CHARS),
         )
     elif event_type is EventType.CUSTOM:
-        _put(data, "value", get("custom_value"), lambda v: require_str(v, "custom_value", contract.MAX_CUSTOM_VALUE_CHARS))
+        _put(
+            data,
+            "value",
+            get("custom_value"),
+            lambda v: require_str(v, "custom_value", contract.MAX_CUSTOM_VALUE_CHARS),
+        )
     else:
         _put(
             data,
@@ -153,7 +178,9 @@ def build_event_data(event_type: EventType, values: dict[str, Any]) -> dict[str,
             get("related_event_id"),
             lambda v: require_non_empty_str(v, "related_event_id", contract.MAX_RELATED_EVENT_ID_CHARS),
         )
-        _put(data, "feedback", get("feedback"), lambda v: require_enum(v, "feedback", contract.FEEDBACK_VALUES))
+        _put(
+            data, "feedback", get("feedback"), lambda v: require_enum(v, "feedback", contract.FEEDBACK_VALUES)
+        )
     if event_type is not EventType.OPERATOR_FEEDBACK:
         _put(
             data,

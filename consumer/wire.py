@@ -53,7 +53,9 @@ def cloud_event(event: VisionEvent, source_id: str | None, input_source_id: str 
     return body
 
 
-def local_event(event: VisionEvent, base64_image: str | None, input_base64_image: str | None) -> dict[str, Any]:
+def local_event(
+    event: VisionEvent, base64_image: str | None, input_base64_image: str | None
+) -> dict[str, Any]:
     """The on-device ``POST /v2/events`` body for ``event`` (contract §2.2, §3.4).
 
     The local API assigns its own id, so ``eventId`` is not sent; ``event_data`` is always sent,

@@ -104,6 +104,8 @@ def is_classification_list(predictions: list[Any]) -> bool:
         isinstance(first, dict)
         and "x" not in first
         and "width" not in first
+        and "box" not in first
+        and "name" not in first
         and "confidence" in first
         and ("class" in first or "class_name" in first)
     )

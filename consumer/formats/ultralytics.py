@@ -15,6 +15,7 @@ Polars DataFrame, so a key missing from some rows comes back as ``null`` in thos
 
 from __future__ import annotations
 
+from math import isfinite
 from typing import Any
 
 from consumer.contract import MAX_ANNOTATIONS_PER_LIST
@@ -52,8 +53,6 @@ def convert_ultralytics(value: Any, path: str) -> ModelOutput:
         )
     sink = Collected()
     detections = sink.detections
-    segmentations = sink.segmentations
-    keypoints = sink.keypoints
     largest = 0.0
     boxes = 0
     for index, row in enumerate(value):
@@ -63,7 +62,7 @@ def convert_ultralytics(value: Any, path: str) -> ModelOutput:
         if box is None:
             _classification(row, item(path, index), sink)
             continue
-        x1, y1, x2, y2 = _corners(box, f"{path}[{index}].box")
+        x1, y1, x2, y2 = _xyxy(box, f"{path}[{index}].box")
         boxes += 1
         largest = max(largest, x1, y1, x2, y2)
         width = finite(abs(x2 - x1), f"{path}[{index}].box")
@@ -82,21 +81,10 @@ def convert_ultralytics(value: Any, path: str) -> ModelOutput:
             "height": height,
             "confidence": confidence,
         }
-        raw_keypoints = row.get("keypoints")
-        if raw_keypoints is not None:
-            points = _keypoints(raw_keypoints, f"{path}[{index}].keypoints")
-            if points:
-                annotation["keypoints"] = points
-            keypoints.append(annotation)
-            continue
-        raw_segments = row.get("segments")
-        if raw_segments is not None:
-            polygon = _segments(raw_segments, f"{path}[{index}].segments")
-            if len(polygon) >= 3:
-                annotation["points"] = polygon
-                segmentations.append(annotation)
-                continue
-        detections.append(annotation)
+        if row.get("keypoints") is not None or row.get("segments") is not None:
+            _add_shaped(annotation, row, item(path, index), sink)
+        else:
+            detections.append(annotation)
     if boxes and largest <= 1.0:
         raise FormatError(
             Reason.INVALID_PREDICTIONS,
@@ -108,8 +96,41 @@ def convert_ultralytics(value: Any, path: str) -> ModelOutput:
     return ModelOutput(sink.annotations(), PredictionFormat.ULTRALYTICS)
 
 
+def _add_shaped(annotation: Annotation, row: dict[str, Any], path: str, sink: Collected) -> None:
+    """File a pose or segmentation row under keypoints, instance segmentations or detections."""
+    raw_keypoints = row.get("keypoints")
+    if raw_keypoints is not None:
+        points = _keypoints(raw_keypoints, join(path, "keypoints"))
+        if points:
+            annotation["keypoints"] = points
+        sink.keypoints.append(annotation)
+        return
+    polygon = _segments(row.get("segments"), join(path, "segments"))
+    if len(polygon) >= 3:
+        annotation["points"] = polygon
+        sink.segmentations.append(annotation)
+    else:
+        # An empty mask, or fewer than three points: the box is still a detection (contract §4.3).
+        sink.detections.append(annotation)
+
+
+def _xyxy(box: Any, path: str) -> tuple[float, float, float, float]:
+    """Return a box's ``x1, y1, x2, y2``; fast for the usual four finite floats."""
+    if type(box) is dict and "x3" not in box:
+        x1, y1, x2, y2 = box.get("x1"), box.get("y1"), box.get("x2"), box.get("y2")
+        if (
+            type(x1) is float
+            and type(y1) is float
+            and type(x2) is float
+            and type(y2) is float
+            and isfinite(x1 + y1 + x2 + y2)
+        ):
+            return x1, y1, x2, y2
+    return _corners(box, path)
+
+
 def _corners(box: Any, path: str) -> tuple[float, float, float, float]:
-    """``x1, y1, x2, y2`` of a box; for an oriented box (four corners), its axis-aligned bounds."""
+    """Return ``x1, y1, x2, y2`` of a box; of an oriented box (four corners), its axis-aligned bounds."""
     if not isinstance(box, dict):
         raise type_error("an object {x1, y1, x2, y2}", box, path)
     corners = _CORNERS if "x3" in box else _CORNERS[:2]
@@ -175,16 +196,26 @@ def _coordinates(raw: Any, path: str) -> tuple[list[Any], list[Any]]:
 def _segments(raw: Any, path: str) -> list[list[float]]:
     xs, ys = _coordinates(raw, path)
     polygon: list[list[float]] = []
-    for index, raw_x in enumerate(xs):
-        raw_y = ys[index]
-        x = as_float(raw_x)
-        if x is None:
-            raise number_error(raw_x, f"{path}.x[{index}]")
-        y = as_float(raw_y)
-        if y is None:
-            raise number_error(raw_y, f"{path}.y[{index}]")
-        polygon.append([x, y])
+    append = polygon.append
+    for index in range(len(xs)):
+        x = xs[index]
+        y = ys[index]
+        if not (type(x) is float and type(y) is float and isfinite(x + y)):
+            x, y = _point(xs, ys, path, index)
+        append([x, y])
     return polygon
+
+
+def _point(xs: list[Any], ys: list[Any], path: str, index: int) -> tuple[float, float]:
+    """Check one point's coordinates (integers, errors); the loops' fast path skipped it."""
+    raw_x, raw_y = xs[index], ys[index]
+    x = as_float(raw_x)
+    if x is None:
+        raise number_error(raw_x, f"{path}.x[{index}]")
+    y = as_float(raw_y)
+    if y is None:
+        raise number_error(raw_y, f"{path}.y[{index}]")
+    return x, y
 
 
 def _keypoints(raw: Any, path: str) -> list[Annotation]:
@@ -197,14 +228,11 @@ def _keypoints(raw: Any, path: str) -> list[Annotation]:
             raise type_error("an array", visible, join(path, "visible"))
         _same_length(visible, len(xs), join(path, "visible"))
     points: list[Annotation] = []
-    for index, raw_x in enumerate(xs):
-        raw_y = ys[index]
-        x = as_float(raw_x)
-        if x is None:
-            raise number_error(raw_x, f"{path}.x[{index}]")
-        y = as_float(raw_y)
-        if y is None:
-            raise number_error(raw_y, f"{path}.y[{index}]")
+    for index in range(len(xs)):
+        x = xs[index]
+        y = ys[index]
+        if not (type(x) is float and type(y) is float and isfinite(x + y)):
+            x, y = _point(xs, ys, path, index)
         if visible is not None:
             raw_visible = visible[index]
             seen = as_float(raw_visible)

@@ -54,7 +54,8 @@ class CountRule:
         return sum(
             1
             for item in _detections(annotations)
-            if item["confidence"] >= self.min_confidence and (not self.item_classes or item["class"] in self.item_classes)
+            if item["confidence"] >= self.min_confidence
+            and (not self.item_classes or item["class"] in self.item_classes)
         )
 
 

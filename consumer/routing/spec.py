@@ -121,12 +121,16 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
     if unknown:
         raise ConfigError(f"{where}: unknown fields {sorted(unknown)}; allowed: {sorted(EVENT_FIELDS)}")
     fields = {k: parse_value(v, known, f"{where}.fields.{k}") for k, v in spec.fields.items()}
-    metadata = {k: parse_value(v, known, f"{where}.custom_metadata.{k}") for k, v in spec.custom_metadata.items()}
+    metadata = {
+        k: parse_value(v, known, f"{where}.custom_metadata.{k}") for k, v in spec.custom_metadata.items()
+    }
     use_case = None if spec.use_case is None else parse_value(spec.use_case, known, f"{where}.use_case")
     cooldown = None
     if spec.cooldown is not None:
         cooldown_names = known | EVENT_FIELDS | {"event_type", "use_case"}
-        cooldown = Cooldown(spec.cooldown.seconds, parse_template(spec.cooldown.key, cooldown_names, f"{where}.cooldown.key"))
+        cooldown = Cooldown(
+            spec.cooldown.seconds, parse_template(spec.cooldown.key, cooldown_names, f"{where}.cooldown.key")
+        )
     quality = None
     if spec.quality_check is not None:
         quality = QualityRule(frozenset(spec.quality_check.fail_classes), spec.quality_check.min_confidence)
@@ -138,7 +142,8 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
     alert = None
     if spec.safety_alert is not None:
         classes = {
-            k: AlertClass(v.alert_type, v.severity, v.description) for k, v in spec.safety_alert.classes.items()
+            k: AlertClass(v.alert_type, v.severity, v.description)
+            for k, v in spec.safety_alert.classes.items()
         }
         alert = AlertRule(classes, spec.safety_alert.min_confidence)
     return Route(

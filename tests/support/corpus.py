@@ -91,14 +91,20 @@ def _roboflow_od(rng: random.Random, n: int, names: tuple[str, ...]) -> dict[str
 def _seg(rng: random.Random) -> dict[str, Any]:
     box = _box(rng, "person")
     x, y = box["x"], box["y"]
-    box["points"] = [{"x": x - 5, "y": y - 5}, {"x": x + 5, "y": y - 5}, {"x": x + 5, "y": y + 5}, {"x": x - 5, "y": y + 5}]
+    box["points"] = [
+        {"x": x - 5, "y": y - 5},
+        {"x": x + 5, "y": y - 5},
+        {"x": x + 5, "y": y + 5},
+        {"x": x - 5, "y": y + 5},
+    ]
     return {"image": {"width": 640, "height": 480}, "predictions": [box]}
 
 
 def _keypoints(rng: random.Random) -> dict[str, Any]:
     box = _box(rng, "person")
     box["keypoints"] = [
-        {"x": box["x"] + i, "y": box["y"] - i, "confidence": 0.9, "class_id": i, "class": f"kp{i}"} for i in range(3)
+        {"x": box["x"] + i, "y": box["y"] - i, "confidence": 0.9, "class_id": i, "class": f"kp{i}"}
+        for i in range(3)
     ]
     return {"image": {"width": 640, "height": 480}, "predictions": [box]}
 
@@ -136,7 +142,12 @@ def _ultralytics(rng: random.Random, n: int) -> list[dict[str, Any]]:
                 "name": rng.choice(("box", "pallet")),
                 "class": 0,
                 "confidence": round(rng.uniform(0.2, 1.0), 4),
-                "box": {"x1": round(x1, 2), "y1": round(y1, 2), "x2": round(x1 + 40, 2), "y2": round(y1 + 30, 2)},
+                "box": {
+                    "x1": round(x1, 2),
+                    "y1": round(y1, 2),
+                    "x2": round(x1 + 40, 2),
+                    "y2": round(y1 + 30, 2),
+                },
             }
         )
     return out
@@ -164,8 +175,16 @@ class _Builder:
             return CorpusMessage(topic, orjson.dumps(payload), event_type, None)
 
         return [
-            lambda: ok(f"corpus/line-{rng.randint(1, 9)}/qc", _roboflow_od(rng, 10, ("defect", "ok")), "quality_check"),
-            lambda: ok(f"corpus/zone-{rng.randint(1, 5)}/count", _ultralytics(rng, rng.randint(1, 12)), "inventory_count"),
+            lambda: ok(
+                f"corpus/line-{rng.randint(1, 9)}/qc",
+                _roboflow_od(rng, 10, ("defect", "ok")),
+                "quality_check",
+            ),
+            lambda: ok(
+                f"corpus/zone-{rng.randint(1, 5)}/count",
+                _ultralytics(rng, rng.randint(1, 12)),
+                "inventory_count",
+            ),
             lambda: ok(
                 f"corpus/cam-{rng.randint(1, 5)}/safety",
                 {**_seg(rng), "inference_id": self.next_id()},
@@ -244,16 +263,26 @@ class _Builder:
             return orjson.dumps(self.envelope(**fields))
 
         return [
-            lambda: bad("corpus/envelope/x", b'{"event_type": "custom", ' + self.next_id().encode(), "invalid_json"),
+            lambda: bad(
+                "corpus/envelope/x", b'{"event_type": "custom", ' + self.next_id().encode(), "invalid_json"
+            ),
             lambda: bad(
                 "corpus/envelope/x",
-                b'{"event_type": "custom", "use_case": "custom", "n": NaN, "id": "' + self.next_id().encode() + b'"}',
+                b'{"event_type": "custom", "use_case": "custom", "n": NaN, "id": "'
+                + self.next_id().encode()
+                + b'"}',
                 "non_finite_number",
             ),
             lambda: bad("corpus/envelope/x", env(event_type="party", use_case="custom"), "invalid_value"),
-            lambda: bad("corpus/envelope/x", env(event_type="custom", use_case="custom", external_id="x" * 1001), "too_long"),
             lambda: bad(
-                "corpus/envelope/x", env(event_type="custom", use_case="custom", custom_metadata={"a": [1]}), "invalid_type"
+                "corpus/envelope/x",
+                env(event_type="custom", use_case="custom", external_id="x" * 1001),
+                "too_long",
+            ),
+            lambda: bad(
+                "corpus/envelope/x",
+                env(event_type="custom", use_case="custom", custom_metadata={"a": [1]}),
+                "invalid_type",
             ),
             lambda: bad(
                 "corpus/envelope/x",

@@ -14,7 +14,9 @@ from consumer.normalize import Normalizer
 from consumer.routing import RoutingTable, parse_routes
 
 
-def message(topic: str, payload: Any, *, received_at: float | None = None, source: str = "test") -> InboundMessage:
+def message(
+    topic: str, payload: Any, *, received_at: float | None = None, source: str = "test"
+) -> InboundMessage:
     """An inbound message; dicts and lists are JSON-encoded, bytes and str are taken as they are."""
     if isinstance(payload, bytes):
         data = payload
@@ -23,7 +25,10 @@ def message(topic: str, payload: Any, *, received_at: float | None = None, sourc
     else:
         data = orjson.dumps(payload)
     return InboundMessage(
-        source=source, topic=topic, payload=data, received_at=time.time() if received_at is None else received_at
+        source=source,
+        topic=topic,
+        payload=data,
+        received_at=time.time() if received_at is None else received_at,
     )
 
 
@@ -41,4 +46,6 @@ def normalizer(
 ) -> Normalizer:
     """A normalizer over routes given as YAML text."""
     sink = dropped if dropped is not None else []
-    return Normalizer(routes(text), limits or LimitsConfig(), images or ImagesConfig(), on_annotations_dropped=sink.append)
+    return Normalizer(
+        routes(text), limits or LimitsConfig(), images or ImagesConfig(), on_annotations_dropped=sink.append
+    )

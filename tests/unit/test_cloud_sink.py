@@ -21,6 +21,7 @@ from consumer.metrics import Metrics
 from consumer.model import ImageSource, InboundMessage, VisionEvent
 from consumer.sinks.base import DeliveryReport, Sink
 from consumer.sinks.cloud import MAX_ACK_RESENDS, CloudSink
+from consumer.sinks.images import host_allowed
 
 KEY = "rf_SECRET_api_key_abc123"
 BASE = "https://api.test"
@@ -719,3 +720,23 @@ def test_the_api_key_never_appears_in_errors_or_logs(caplog: pytest.LogCaptureFi
     for record in caplog.records:
         assert KEY not in record.getMessage()
         assert KEY not in str(record.__dict__)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://cam.example.com/a.jpg", True),
+        ("http://a.b.example.com:8080/a.jpg", True),
+        ("https://example.com/a.jpg", False),  # the wildcard covers subdomains only
+        ("https://badexample.com/a.jpg", False),
+        ("https://EXACT.test/a.jpg", True),
+        ("https://exact.test.evil.test/a.jpg", False),
+        ("https://exact.test@evil.test/a.jpg", False),  # user info is not the host
+        ("ftp://exact.test/a.jpg", False),
+        ("file:///etc/passwd", False),
+        ("not a url", False),
+    ],
+)
+def test_host_allow_list(url: str, allowed: bool) -> None:
+    assert host_allowed(url, ["*.example.com", "exact.test"]) is allowed
+    assert host_allowed(url, []) is False

@@ -47,7 +47,10 @@ def test_cloud_sink_without_key_is_a_config_error(monkeypatch: pytest.MonkeyPatc
 
 
 def test_invalid_values_are_listed_without_echoing_secrets(tmp_path: Path) -> None:
-    config = _write(tmp_path, {"sink": {"cloud": {"api_key": SECRET, "timeout_seconds": -1}}, "batch": {"max_events": 500}})
+    config = _write(
+        tmp_path,
+        {"sink": {"cloud": {"api_key": SECRET, "timeout_seconds": -1}}, "batch": {"max_events": 500}},
+    )
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     text = str(caught.value)
@@ -58,7 +61,10 @@ def test_invalid_values_are_listed_without_echoing_secrets(tmp_path: Path) -> No
 def test_check_config_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _write(
         tmp_path,
-        {"routes": str(ROUTES), "sink": {"type": "local", "cloud": {"api_key": SECRET}, "local": {"api_key": SECRET}}},
+        {
+            "routes": str(ROUTES),
+            "sink": {"type": "local", "cloud": {"api_key": SECRET}, "local": {"api_key": SECRET}},
+        },
     )
     assert main(["check-config", "--config", str(config)]) == 0
     out = capsys.readouterr().out
@@ -87,13 +93,23 @@ def test_validate_message_prints_the_cloud_body(tmp_path: Path, capsys: pytest.C
                 "predictions": {
                     "image": {"width": 4, "height": 3},
                     "predictions": [
-                        {"x": 2.0, "y": 1.5, "width": 2.0, "height": 1.0, "confidence": 0.9, "class": "no_hardhat", "class_id": 0}
+                        {
+                            "x": 2.0,
+                            "y": 1.5,
+                            "width": 2.0,
+                            "height": 1.0,
+                            "confidence": 0.9,
+                            "class": "no_hardhat",
+                            "class_id": 0,
+                        }
                     ],
                 },
             }
         )
     )
-    assert main(["validate-message", "--routes", str(ROUTES), "--topic", "site/s1/cam-3/safety", str(msg)]) == 0
+    assert (
+        main(["validate-message", "--routes", str(ROUTES), "--topic", "site/s1/cam-3/safety", str(msg)]) == 0
+    )
     body = orjson.loads(capsys.readouterr().out)
     assert body["eventType"] == "safety_alert"
     assert body["useCaseId"] == "site-safety"
@@ -113,7 +129,9 @@ def test_validate_message_reports_reason_and_path(tmp_path: Path, capsys: pytest
     assert "invalid_value at qc_result" in captured.err
 
 
-def test_validate_message_reports_when_a_route_emits_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_message_reports_when_a_route_emits_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     msg = tmp_path / "m.json"
     msg.write_bytes(b'{"predictions": []}')
     assert main(["validate-message", "--routes", str(ROUTES), "--topic", "site/a/b/safety", str(msg)]) == 3

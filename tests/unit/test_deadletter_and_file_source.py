@@ -16,7 +16,9 @@ def test_jsonl_dead_letters_round_trip_original_bytes(tmp_path: Path) -> None:
     raw = b"\xff\xfe not utf-8 \x00 and not json"
     msg = message("a/b", raw)
     msg.partition, msg.offset, msg.headers = 3, 42, (("trace", b"\x01\x02"),)
-    record = DeadLetterRecord.for_message(msg, reason="invalid_json", detail="bad", now=123.0, path="x", attempts=2)
+    record = DeadLetterRecord.for_message(
+        msg, reason="invalid_json", detail="bad", now=123.0, path="x", attempts=2
+    )
     writer = JsonlDeadLetterWriter(tmp_path / "sub" / "dlq.jsonl")
 
     async def write() -> None:

@@ -22,7 +22,14 @@ def test_published_schema_matches_the_model() -> None:
 def test_schema_lists_every_envelope_field_and_the_image_forms() -> None:
     schema = envelope_json_schema()
     properties = set(schema["properties"])
-    assert {"event_type", "use_case", "predictions", "input_image", "output_image", "custom_metadata"} <= properties
+    assert {
+        "event_type",
+        "use_case",
+        "predictions",
+        "input_image",
+        "output_image",
+        "custom_metadata",
+    } <= properties
     assert ENVELOPE_MARKERS - {"solution"} <= properties
     image = schema["$defs"]["ImageInput"]
     assert set(image["properties"]) == {"base64", "url", "source_id"}

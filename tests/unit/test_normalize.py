@@ -55,11 +55,24 @@ routes:
 
 
 def _box(name: str, confidence: float, x: float = 10.0) -> dict[str, Any]:
-    return {"x": x, "y": 10.0, "width": 4.0, "height": 6.0, "confidence": confidence, "class": name, "class_id": 0}
+    return {
+        "x": x,
+        "y": 10.0,
+        "width": 4.0,
+        "height": 6.0,
+        "confidence": confidence,
+        "class": name,
+        "class_id": 0,
+    }
 
 
 def _roboflow(*predictions: dict[str, Any]) -> dict[str, Any]:
-    return {"inference_id": "inf-1", "time": 0.01, "image": {"width": 64, "height": 48}, "predictions": list(predictions)}
+    return {
+        "inference_id": "inf-1",
+        "time": 0.01,
+        "image": {"width": 64, "height": 48},
+        "predictions": list(predictions),
+    }
 
 
 def _event(result: VisionEvent | Skipped) -> VisionEvent:
@@ -76,18 +89,31 @@ def _error(routes: str, topic: str, payload: Any, **kwargs: Any) -> MessageError
 @pytest.mark.parametrize(
     ("fields", "event_data"),
     [
-        ({"event_type": "quality_check", "qc_result": "fail", "external_id": "b-1"}, {"result": "fail", "externalId": "b-1"}),
+        (
+            {"event_type": "quality_check", "qc_result": "fail", "external_id": "b-1"},
+            {"result": "fail", "externalId": "b-1"},
+        ),
         (
             {"event_type": "inventory_count", "location": "A", "item_count": 3, "item_type": "box"},
             {"location": "A", "itemCount": 3, "itemType": "box"},
         ),
         (
-            {"event_type": "safety_alert", "alert_type": "fire", "severity": "high", "alert_description": "smoke"},
+            {
+                "event_type": "safety_alert",
+                "alert_type": "fire",
+                "severity": "high",
+                "alert_description": "smoke",
+            },
             {"alertType": "fire", "severity": "high", "description": "smoke"},
         ),
         ({"event_type": "custom", "custom_value": "hello"}, {"value": "hello"}),
         (
-            {"event_type": "operator_feedback", "related_event_id": "e-1", "feedback": "correct", "external_id": "x"},
+            {
+                "event_type": "operator_feedback",
+                "related_event_id": "e-1",
+                "feedback": "correct",
+                "external_id": "x",
+            },
             {"relatedEventId": "e-1", "feedback": "correct"},
         ),
     ],
@@ -101,7 +127,9 @@ def test_each_event_type_from_an_envelope(fields: dict[str, Any], event_data: di
 
 
 def test_solution_is_an_alias_of_use_case() -> None:
-    event = _event(normalizer(ENVELOPE_ROUTES).normalize(message("events/a", {"event_type": "custom", "solution": "s"})))
+    event = _event(
+        normalizer(ENVELOPE_ROUTES).normalize(message("events/a", {"event_type": "custom", "solution": "s"}))
+    )
     assert event.use_case_id == "s"
 
 
@@ -115,13 +143,18 @@ def test_raw_roboflow_output_with_rule_and_captures() -> None:
 
 
 def test_quality_rule_passes_below_threshold() -> None:
-    event = _event(normalizer(RULE_ROUTES).normalize(message("factory/a/b/qc", _roboflow(_box("defect", 0.2)))))
+    event = _event(
+        normalizer(RULE_ROUTES).normalize(message("factory/a/b/qc", _roboflow(_box("defect", 0.2))))
+    )
     assert event.event_data["result"] == "pass"
 
 
 def test_message_fields_beat_rules_and_rules_beat_route_fields() -> None:
-    routes = RULE_ROUTES.replace("location: \"{zone}\"", "location: \"{zone}\", item_count: 99")
-    payload = {"predictions": [_box("box", 0.9), _box("box", 0.9)], "input_image": {"base64": b64(png_bytes())}}
+    routes = RULE_ROUTES.replace('location: "{zone}"', 'location: "{zone}", item_count: 99')
+    payload: dict[str, Any] = {
+        "predictions": [_box("box", 0.9), _box("box", 0.9)],
+        "input_image": {"base64": b64(png_bytes())},
+    }
     event = _event(normalizer(routes).normalize(message("shelf/z1", payload)))
     assert event.event_data["itemCount"] == 2  # the rule beat the route's constant
     payload["item_count"] = 7
@@ -160,38 +193,102 @@ def test_unrouted_message_is_a_no_route_error_or_dropped_when_configured() -> No
         ({"event_type": "custom"}, Reason.MISSING_FIELD, "use_case"),
         ({"use_case": "u"}, Reason.MISSING_FIELD, "event_type"),
         ({"event_type": "custom", "use_case": 7}, Reason.INVALID_TYPE, "use_case"),
-        ({"event_type": "inventory_count", "use_case": "u", "item_count": "3"}, Reason.INVALID_TYPE, "item_count"),
-        ({"event_type": "inventory_count", "use_case": "u", "item_count": True}, Reason.INVALID_TYPE, "item_count"),
-        ({"event_type": "inventory_count", "use_case": "u", "item_count": -1}, Reason.INVALID_VALUE, "item_count"),
-        ({"event_type": "quality_check", "use_case": "u", "qc_result": "maybe"}, Reason.INVALID_VALUE, "qc_result"),
-        ({"event_type": "safety_alert", "use_case": "u", "severity": "extreme"}, Reason.INVALID_VALUE, "severity"),
-        ({"event_type": "safety_alert", "use_case": "u", "alert_type": "no hat!"}, Reason.INVALID_VALUE, "alert_type"),
-        ({"event_type": "operator_feedback", "use_case": "u", "feedback": "meh"}, Reason.INVALID_VALUE, "feedback"),
+        (
+            {"event_type": "inventory_count", "use_case": "u", "item_count": "3"},
+            Reason.INVALID_TYPE,
+            "item_count",
+        ),
+        (
+            {"event_type": "inventory_count", "use_case": "u", "item_count": True},
+            Reason.INVALID_TYPE,
+            "item_count",
+        ),
+        (
+            {"event_type": "inventory_count", "use_case": "u", "item_count": -1},
+            Reason.INVALID_VALUE,
+            "item_count",
+        ),
+        (
+            {"event_type": "quality_check", "use_case": "u", "qc_result": "maybe"},
+            Reason.INVALID_VALUE,
+            "qc_result",
+        ),
+        (
+            {"event_type": "safety_alert", "use_case": "u", "severity": "extreme"},
+            Reason.INVALID_VALUE,
+            "severity",
+        ),
+        (
+            {"event_type": "safety_alert", "use_case": "u", "alert_type": "no hat!"},
+            Reason.INVALID_VALUE,
+            "alert_type",
+        ),
+        (
+            {"event_type": "operator_feedback", "use_case": "u", "feedback": "meh"},
+            Reason.INVALID_VALUE,
+            "feedback",
+        ),
         ({"event_type": "custom", "use_case": "x" * 257}, Reason.TOO_LONG, "use_case"),
-        ({"event_type": "custom", "use_case": "u", "external_id": "x" * 1001}, Reason.TOO_LONG, "external_id"),
-        ({"event_type": "custom", "use_case": "u", "custom_value": "x" * 10_001}, Reason.TOO_LONG, "custom_value"),
+        (
+            {"event_type": "custom", "use_case": "u", "external_id": "x" * 1001},
+            Reason.TOO_LONG,
+            "external_id",
+        ),
+        (
+            {"event_type": "custom", "use_case": "u", "custom_value": "x" * 10_001},
+            Reason.TOO_LONG,
+            "custom_value",
+        ),
         (
             {"event_type": "safety_alert", "use_case": "u", "alert_description": "x" * 10_001},
             Reason.TOO_LONG,
             "alert_description",
         ),
         ({"event_type": "custom", "use_case": "u", "device_id": "d" * 257}, Reason.TOO_LONG, "device_id"),
-        ({"event_type": "custom", "use_case": "u", "timestamp": "yesterday"}, Reason.INVALID_VALUE, "timestamp"),
-        ({"event_type": "custom", "use_case": "u", "custom_metadata": {"a": {"b": 1}}}, Reason.INVALID_TYPE, "custom_metadata.a"),
-        ({"event_type": "custom", "use_case": "u", "custom_metadata": {"a": None}}, Reason.INVALID_TYPE, "custom_metadata.a"),
-        ({"event_type": "custom", "use_case": "u", "input_image": {"base64": "!!!"}}, Reason.INVALID_IMAGE, "input_image"),
         (
-            {"event_type": "custom", "use_case": "u", "input_image": {"base64": b64(b"plain text, not an image")}},
+            {"event_type": "custom", "use_case": "u", "timestamp": "yesterday"},
+            Reason.INVALID_VALUE,
+            "timestamp",
+        ),
+        (
+            {"event_type": "custom", "use_case": "u", "custom_metadata": {"a": {"b": 1}}},
+            Reason.INVALID_TYPE,
+            "custom_metadata.a",
+        ),
+        (
+            {"event_type": "custom", "use_case": "u", "custom_metadata": {"a": None}},
+            Reason.INVALID_TYPE,
+            "custom_metadata.a",
+        ),
+        (
+            {"event_type": "custom", "use_case": "u", "input_image": {"base64": "!!!"}},
             Reason.INVALID_IMAGE,
             "input_image",
         ),
-        ({"event_type": "custom", "use_case": "u", "input_image": {"base64": "a", "url": "b"}}, Reason.INVALID_VALUE, "input_image"),
+        (
+            {
+                "event_type": "custom",
+                "use_case": "u",
+                "input_image": {"base64": b64(b"plain text, not an image")},
+            },
+            Reason.INVALID_IMAGE,
+            "input_image",
+        ),
+        (
+            {"event_type": "custom", "use_case": "u", "input_image": {"base64": "a", "url": "b"}},
+            Reason.INVALID_VALUE,
+            "input_image",
+        ),
         (
             {"event_type": "custom", "use_case": "u", "output_image": {"url": "https://evil.example/x.jpg"}},
             Reason.IMAGE_URL_NOT_ALLOWED,
             "output_image",
         ),
-        ({"event_type": "custom", "use_case": "u", "output_image": {"url": "file:///etc/passwd"}}, Reason.IMAGE_URL_NOT_ALLOWED, "output_image"),
+        (
+            {"event_type": "custom", "use_case": "u", "output_image": {"url": "file:///etc/passwd"}},
+            Reason.IMAGE_URL_NOT_ALLOWED,
+            "output_image",
+        ),
     ],
 )
 def test_bad_input_becomes_a_typed_error_with_path(payload: Any, reason: Reason, path: str) -> None:
@@ -202,7 +299,12 @@ def test_bad_input_becomes_a_typed_error_with_path(payload: Any, reason: Reason,
 
 def test_message_size_limit() -> None:
     limits = LimitsConfig(max_message_bytes=1024)
-    error = _error(ENVELOPE_ROUTES, "events/x", {"event_type": "custom", "use_case": "u", "pad": "x" * 2000}, limits=limits)
+    error = _error(
+        ENVELOPE_ROUTES,
+        "events/x",
+        {"event_type": "custom", "use_case": "u", "pad": "x" * 2000},
+        limits=limits,
+    )
     assert error.reason is Reason.MESSAGE_TOO_LARGE
 
 
@@ -217,7 +319,9 @@ def test_message_size_limit() -> None:
     ],
 )
 def test_custom_metadata_limits(metadata: dict[str, Any], reason: Reason, path: str) -> None:
-    error = _error(ENVELOPE_ROUTES, "events/x", {"event_type": "custom", "use_case": "u", "custom_metadata": metadata})
+    error = _error(
+        ENVELOPE_ROUTES, "events/x", {"event_type": "custom", "use_case": "u", "custom_metadata": metadata}
+    )
     assert (error.reason, error.path) == (reason, path)
 
 
@@ -242,11 +346,15 @@ def test_timestamp_is_capture_time_when_given_else_receive_time() -> None:
     captured = datetime.now(UTC) - timedelta(hours=2)
     norm = normalizer(ENVELOPE_ROUTES)
     event = _event(
-        norm.normalize(message("events/x", {"event_type": "custom", "use_case": "u", "timestamp": captured.isoformat()}))
+        norm.normalize(
+            message("events/x", {"event_type": "custom", "use_case": "u", "timestamp": captured.isoformat()})
+        )
     )
     assert event.timestamp == captured
     received = time.time() - 5
-    event = _event(norm.normalize(message("events/x", {"event_type": "custom", "use_case": "u"}, received_at=received)))
+    event = _event(
+        norm.normalize(message("events/x", {"event_type": "custom", "use_case": "u"}, received_at=received))
+    )
     assert event.timestamp == datetime.fromtimestamp(received, UTC)
 
 
@@ -266,7 +374,9 @@ def test_timestamp_forms(value: Any, expected: datetime) -> None:
     from tests.support.messages import routes
 
     norm = Normalizer(routes(ENVELOPE_ROUTES), LimitsConfig(), ImagesConfig(), clock=lambda: clock)
-    event = _event(norm.normalize(message("events/x", {"event_type": "custom", "use_case": "u", "timestamp": value})))
+    event = _event(
+        norm.normalize(message("events/x", {"event_type": "custom", "use_case": "u", "timestamp": value}))
+    )
     assert event.timestamp == expected
     assert event.timestamp.tzinfo is UTC
 
@@ -274,7 +384,9 @@ def test_timestamp_forms(value: Any, expected: datetime) -> None:
 @pytest.mark.parametrize("delta", [timedelta(days=366), timedelta(days=-2)])
 def test_timestamp_outside_the_api_window_is_rejected(delta: timedelta) -> None:
     moment = (datetime.now(UTC) - delta).isoformat()
-    error = _error(ENVELOPE_ROUTES, "events/x", {"event_type": "custom", "use_case": "u", "timestamp": moment})
+    error = _error(
+        ENVELOPE_ROUTES, "events/x", {"event_type": "custom", "use_case": "u", "timestamp": moment}
+    )
     assert (error.reason, error.path) == (Reason.TIMESTAMP_OUT_OF_RANGE, "timestamp")
 
 
@@ -288,7 +400,9 @@ def test_event_ids_are_stable_for_redelivery() -> None:
     assert first.event_id == again.event_id
     assert len({first.event_id, other_topic.event_id, other_payload.event_id}) == 3
     own = _event(norm.normalize(message("events/a", {**payload, "event_id": "pub-1"})))
-    own_again = _event(norm.normalize(message("events/z", {**payload, "event_id": "pub-1", "custom_value": "z"})))
+    own_again = _event(
+        norm.normalize(message("events/z", {**payload, "event_id": "pub-1", "custom_value": "z"}))
+    )
     assert own.event_id == own_again.event_id
     assert own.event_id != first.event_id
     assert own.event_id.count("-") == 4 and own.event_id[14] == "5"  # a UUIDv5
@@ -314,7 +428,11 @@ def test_images_from_base64_url_and_source_id() -> None:
     assert event.input_image is not None and event.input_image.data() == jpeg
     assert event.output_image is not None and event.output_image.url == "https://a.cdn.example/frame.jpg"
     by_id = _event(
-        norm.normalize(message("events/x", {"event_type": "custom", "use_case": "u", "output_image": {"source_id": "s1"}}))
+        norm.normalize(
+            message(
+                "events/x", {"event_type": "custom", "use_case": "u", "output_image": {"source_id": "s1"}}
+            )
+        )
     )
     assert by_id.output_image is not None and by_id.output_image.source_id == "s1"
 
@@ -326,7 +444,9 @@ def test_predictions_without_image_are_dropped_and_counted_by_default() -> None:
     event = _event(norm.normalize(message("events/x", payload)))
     assert event.annotations == {}
     assert dropped == ["no_image"]
-    with_image = _event(norm.normalize(message("events/x", {**payload, "input_image": {"base64": b64(png_bytes())}})))
+    with_image = _event(
+        norm.normalize(message("events/x", {**payload, "input_image": {"base64": b64(png_bytes())}}))
+    )
     assert list(with_image.annotations) == ["objectDetections"]
     assert dropped == ["no_image"]
 

@@ -77,7 +77,7 @@ def _tracked(messages: list[InboundMessage], acked: list[int]) -> list[InboundMe
 
 def _pipeline(sink: MemorySink, dead: MemoryDeadLetters, **batch: int) -> tuple[Pipeline, Metrics]:
     metrics = Metrics(CollectorRegistry())
-    return Pipeline(normalizer(ROUTES), sink, dead, metrics, BatchConfig(**batch)), metrics  # type: ignore[arg-type]
+    return Pipeline(normalizer(ROUTES), sink, dead, metrics, BatchConfig(**batch)), metrics
 
 
 def _value(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
@@ -98,7 +98,12 @@ def test_batches_are_cut_at_max_events_and_every_message_is_acked_after_delivery
         assert [len(b) for b in sink.batches] == [10, 10, 5]
         assert sorted(acked) == list(range(25))
         assert pipeline.in_flight == 0
-        assert _value(metrics, "vision_events_events_delivered_total", {"sink": "memory", "event_type": "custom"}) == 25
+        assert (
+            _value(
+                metrics, "vision_events_events_delivered_total", {"sink": "memory", "event_type": "custom"}
+            )
+            == 25
+        )
         assert _value(metrics, "vision_events_batches_total", {"sink": "memory", "outcome": "delivered"}) == 3
 
     asyncio.run(scenario())
@@ -139,7 +144,9 @@ def test_invalid_messages_are_dead_lettered_with_original_bytes_then_acked() -> 
         pipeline, metrics = _pipeline(sink, dead, linger_ms=0)
         acked: list[int] = []
         bad = b'{"event_type": "custom", "use_case": "u", "custom_value": 12}'
-        msgs = _tracked([message("events/a", bad), message("nowhere", b"{}"), message("events/b", _custom(1))], acked)
+        msgs = _tracked(
+            [message("events/a", bad), message("nowhere", b"{}"), message("events/b", _custom(1))], acked
+        )
         await pipeline.submit(msgs)
         await pipeline.flush()
         assert sorted(acked) == [0, 1, 2]
@@ -149,8 +156,18 @@ def test_invalid_messages_are_dead_lettered_with_original_bytes_then_acked() -> 
         ]
         assert dead.records[0].coordinates == {"source": "test", "topic": "events/a"}
         assert _value(metrics, "vision_events_dead_letters_total", {"reason": "no_route"}) == 1
-        assert _value(metrics, "vision_events_messages_normalized_total", {"route": "all", "outcome": "invalid"}) == 1
-        assert _value(metrics, "vision_events_messages_normalized_total", {"route": "unrouted", "outcome": "unrouted"}) == 1
+        assert (
+            _value(metrics, "vision_events_messages_normalized_total", {"route": "all", "outcome": "invalid"})
+            == 1
+        )
+        assert (
+            _value(
+                metrics,
+                "vision_events_messages_normalized_total",
+                {"route": "unrouted", "outcome": "unrouted"},
+            )
+            == 1
+        )
         assert pipeline.stats.dead_lettered == 2 and pipeline.stats.delivered == 1
 
     asyncio.run(scenario())
@@ -174,7 +191,9 @@ def test_rejected_events_are_dead_lettered_with_the_api_reason() -> None:
     asyncio.run(scenario())
 
 
-def test_dead_letter_failure_holds_acks_and_reports_until_it_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dead_letter_failure_holds_acks_and_reports_until_it_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async def scenario() -> None:
         sink, dead = MemorySink(), MemoryDeadLetters()
         dead.failures_left = 2

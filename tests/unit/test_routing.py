@@ -163,7 +163,10 @@ routes:
         ("routes: [{match: a, fields: {colour: red}}]", "unknown fields"),
         ("routes: [{match: 'a/{x}', use_case: '{y}'}]", "unknown placeholder"),
         ("routes: [{match: a, event_type: nope}]", "event_type"),
-        ("routes: [{match: a, safety_alert: {classes: {f: {alert_type: f, severity: extreme}}}}]", "severity"),
+        (
+            "routes: [{match: a, safety_alert: {classes: {f: {alert_type: f, severity: extreme}}}}]",
+            "severity",
+        ),
         ("routes: [{name: x, match: a}, {name: x, match: b}]", "used twice"),
         ("routes: [{match: a, cooldown: {seconds: 5, key: '{nope}'}}]", "unknown placeholder"),
         ("routes: [{match: a, surprise: 1}]", "surprise"),
