@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -27,6 +26,7 @@ from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
 from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
 from consumer.routing.route import EVENT_FIELDS
+from consumer.urls import host_allowed
 from consumer.validation import (
     build_event_data,
     check_custom_metadata,
@@ -86,7 +86,7 @@ class Normalizer:
         self._router = Router(table.routes)
         self._drop_unrouted = table.unrouted is UnroutedPolicy.DROP
         self._limits = limits
-        self._allowed_hosts = tuple(h.lower() for h in images.url_allowed_hosts)
+        self._allowed_hosts = tuple(images.url_allowed_hosts)
         self._on_annotations_dropped = on_annotations_dropped
         self._clock = clock
 
@@ -301,20 +301,12 @@ class Normalizer:
         return ImageSource(source_id=require_non_empty_str(spec.source_id, path, 256))
 
     def _check_url(self, url: str, path: str) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if parts.scheme not in ("http", "https") or not host:
-            raise ValidationError(Reason.IMAGE_URL_NOT_ALLOWED, "only http(s) image URLs are fetched", path)
-        if not any(_host_allowed(host, pattern) for pattern in self._allowed_hosts):
+        if not host_allowed(url, self._allowed_hosts):
             raise ValidationError(
-                Reason.IMAGE_URL_NOT_ALLOWED, f"host {host!r} is not in images.url_allowed_hosts", path
+                Reason.IMAGE_URL_NOT_ALLOWED,
+                "only http(s) URLs on a host in images.url_allowed_hosts are fetched",
+                path,
             )
-
-
-def _host_allowed(host: str, pattern: str) -> bool:
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    return host == pattern
 
 
 def _optional_str(values: dict[str, Any], name: str, max_chars: int) -> str | None:

@@ -13,6 +13,7 @@ import socket
 import socketserver
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -108,7 +109,11 @@ class _Handler(BaseHTTPRequestHandler):
             host=headers.get("Host"),
             too_large=too_large,
         )
-        response = app.handle(request)
+        try:
+            response = app.handle(request)
+        except Exception as exc:  # noqa: BLE001 - a bug in the fake must not look like a network fault
+            traceback.print_exc()
+            response = Response(500, orjson.dumps({"error": f"fake API bug: {exc!r}"}))
         if response is None:  # an injected dropped connection: no response at all
             self.close_connection = True
             return

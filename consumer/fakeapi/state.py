@@ -175,7 +175,11 @@ class FakeState:
             return self._overwrites
 
     def stats(self) -> dict[str, Any]:
-        """Counters as JSON-ready data (``GET /_fake/stats``)."""
+        """Counters as JSON-ready data (``GET /_fake/stats``).
+
+        ``requests`` maps ``"METHOD /endpoint"`` to counts by status ("0" = dropped connection);
+        ``eventTypes`` counts accepted cloud event writes by type, overwrites included.
+        """
         with self._lock:
             requests: dict[str, dict[str, int]] = {}
             for (method, endpoint, status), count in sorted(self._counts.items()):

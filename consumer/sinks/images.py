@@ -53,6 +53,7 @@ from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import Rejection
 from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy
 from consumer.sinks.status import Outcome, Target, classify, error_for_exception, retry_after_seconds, send
+from consumer.urls import host_allowed
 
 SOURCE_ID_CACHE_SIZE: Final = 4096
 _EXTENSIONS: Final = {"jpeg": "jpg"}
@@ -116,28 +117,6 @@ class LruCache:
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
-
-
-def host_allowed(url: str, allowed_hosts: Sequence[str]) -> bool:
-    """Whether ``url`` is http(s) and its host is in ``allowed_hosts`` (``*.example.com`` allowed)."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        return False
-    if parsed.scheme not in ("http", "https"):
-        return False
-    host = parsed.host.lower().rstrip(".")
-    if not host:
-        return False
-    for raw in allowed_hosts:
-        pattern = raw.strip().lower().rstrip(".")
-        if pattern.startswith("*."):
-            suffix = pattern[1:]
-            if host.endswith(suffix) and len(host) > len(suffix):
-                return True
-        elif pattern and host == pattern:
-            return True
-    return False
 
 
 def _safe_url(url: str) -> str:

@@ -116,7 +116,9 @@ def test_health_needs_no_auth_and_keeps_the_connection_alive(api: FakeVisionEven
         pytest.param({"X-API-Key": API_KEY}, id="key-in-wrong-header"),
     ],
 )
-def test_cloud_requests_without_a_valid_key_get_401(api: FakeVisionEventsApi, headers: dict[str, str]) -> None:
+def test_cloud_requests_without_a_valid_key_get_401(
+    api: FakeVisionEventsApi, headers: dict[str, str]
+) -> None:
     with httpx.Client(base_url=api.url, headers=headers) as http:
         response = http.post("/vision-events", json=event())
     assert response.status_code == 401
@@ -149,7 +151,9 @@ def test_broken_auth_refuses_every_cloud_request_until_cleared(
 # --- uploads and events -----------------------------------------------------------------------
 
 
-def test_upload_then_create_an_event_that_references_it(api: FakeVisionEventsApi, client: httpx.Client) -> None:
+def test_upload_then_create_an_event_that_references_it(
+    api: FakeVisionEventsApi, client: httpx.Client
+) -> None:
     response = client.post(
         "/vision-events/upload",
         files={"file": ("image.jpg", JPEG, "application/octet-stream")},
@@ -175,10 +179,15 @@ def test_upload_then_create_an_event_that_references_it(api: FakeVisionEventsApi
         pytest.param({"file": ("a.txt", b"plain text, not an image", "image/jpeg")}, {}, 400, id="not-image"),
         pytest.param({"file": ("a.jpg", b"", "image/jpeg")}, {}, 400, id="empty-file"),
         pytest.param({"image": ("a.jpg", JPEG, "image/jpeg")}, {}, 400, id="wrong-field"),
-        pytest.param({"file": ("a.jpg", JPEG, "image/jpeg")}, {"metadata": '{"a": [1]}'}, 400, id="bad-metadata"),
+        pytest.param(
+            {"file": ("a.jpg", JPEG, "image/jpeg")}, {"metadata": '{"a": [1]}'}, 400, id="bad-metadata"
+        ),
         pytest.param({"file": ("a.jpg", JPEG, "image/jpeg")}, {"tags": "x"}, 400, id="unknown-field"),
         pytest.param(
-            {"file": ("big.jpg", b"\xff\xd8\xff" + bytes(70 * 1024), "image/jpeg")}, {}, 413, id="over-max-size"
+            {"file": ("big.jpg", b"\xff\xd8\xff" + bytes(70 * 1024), "image/jpeg")},
+            {},
+            413,
+            id="over-max-size",
         ),
     ],
 )
@@ -200,7 +209,9 @@ def test_upload_needs_multipart(client: httpx.Client) -> None:
     assert response.status_code == 400
 
 
-def test_event_referencing_an_unknown_source_id_is_refused(api: FakeVisionEventsApi, client: httpx.Client) -> None:
+def test_event_referencing_an_unknown_source_id_is_refused(
+    api: FakeVisionEventsApi, client: httpx.Client
+) -> None:
     response = client.post("/vision-events", json=event("ve-img-never-uploaded"))
     assert response.status_code == 400
     assert response.json()["error"].startswith("images[0].sourceId: ")
@@ -245,7 +256,9 @@ def test_batch_is_all_or_nothing(api: FakeVisionEventsApi, client: httpx.Client)
 
 
 @pytest.mark.parametrize("count", [0, 101])
-def test_batch_size_outside_1_to_100_is_refused(api: FakeVisionEventsApi, client: httpx.Client, count: int) -> None:
+def test_batch_size_outside_1_to_100_is_refused(
+    api: FakeVisionEventsApi, client: httpx.Client, count: int
+) -> None:
     response = client.post("/vision-events/batch", json={"events": [event() for _ in range(count)]})
     assert response.status_code == 400
     assert response.json()["error"].startswith("events: ")
@@ -332,7 +345,9 @@ def test_fault_429_carries_retry_after(api: FakeVisionEventsApi, client: httpx.C
 def test_fault_only_matches_its_prefix(api: FakeVisionEventsApi, client: httpx.Client) -> None:
     api.add_fault("/vision-events/upload", statuses=[500])
     assert client.post("/vision-events", json=event()).status_code == 201
-    assert client.post("/vision-events/upload", files={"file": ("a.jpg", JPEG, "image/jpeg")}).status_code == 500
+    assert (
+        client.post("/vision-events/upload", files={"file": ("a.jpg", JPEG, "image/jpeg")}).status_code == 500
+    )
 
 
 def test_dropped_connection_is_a_transport_error(api: FakeVisionEventsApi, client: httpx.Client) -> None:
@@ -484,7 +499,8 @@ def test_control_refuses_bad_fault_rules(api: FakeVisionEventsApi, rule: dict[st
 
 def test_serve_runs_until_sigterm() -> None:
     code = "from consumer.fakeapi import serve; serve('127.0.0.1', 0, ['k'], ['uc'], None)"
-    with subprocess.Popen(
+    # A fixed command line: this interpreter running our own function.
+    with subprocess.Popen(  # noqa: S603
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None

@@ -21,7 +21,7 @@ from consumer.metrics import Metrics
 from consumer.model import ImageSource, InboundMessage, VisionEvent
 from consumer.sinks.base import DeliveryReport, Sink
 from consumer.sinks.cloud import MAX_ACK_RESENDS, CloudSink
-from consumer.sinks.images import host_allowed
+from consumer.urls import host_allowed
 
 KEY = "rf_SECRET_api_key_abc123"
 BASE = "https://api.test"

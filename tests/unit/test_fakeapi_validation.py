@@ -26,7 +26,9 @@ NOW = datetime(2026, 8, 21, 18, 40, tzinfo=UTC)
 USE_CASE = "a1b3c8e1"
 REFS = StaticReferences(
     use_case_ids=frozenset({USE_CASE}),
-    source_ids=frozenset({"ve-img-output-0001", "ve-img-input-0001", "ve-img-output-0002", "ve-img-output-0003"}),
+    source_ids=frozenset(
+        {"ve-img-output-0001", "ve-img-input-0001", "ve-img-output-0002", "ve-img-output-0003"}
+    ),
 )
 JPEG_B64 = base64.b64encode(jpeg_bytes()).decode("ascii")
 PNG_B64 = base64.b64encode(png_bytes()).decode("ascii")
@@ -50,8 +52,22 @@ def quality_check_body() -> dict[str, Any]:
                 "inputSourceId": "ve-img-input-0001",
                 "label": "workflow",
                 "objectDetections": [
-                    {"class": "defect", "x": 30.0, "y": 40.0, "width": 40.0, "height": 40.0, "confidence": 0.9},
-                    {"class": "scratch", "x": 125.0, "y": 230.0, "width": 50.0, "height": 60.0, "confidence": 0.8},
+                    {
+                        "class": "defect",
+                        "x": 30.0,
+                        "y": 40.0,
+                        "width": 40.0,
+                        "height": 40.0,
+                        "confidence": 0.9,
+                    },
+                    {
+                        "class": "scratch",
+                        "x": 125.0,
+                        "y": 230.0,
+                        "width": 50.0,
+                        "height": 60.0,
+                        "confidence": 0.8,
+                    },
                 ],
             }
         ],
@@ -117,7 +133,10 @@ def batch_body() -> dict[str, Any]:
                     {
                         "sourceId": "ve-img-output-0003",
                         "label": "workflow",
-                        "classifications": [{"class": "cat", "confidence": 0.85}, {"class": "dog", "confidence": 0.15}],
+                        "classifications": [
+                            {"class": "cat", "confidence": 0.85},
+                            {"class": "dog", "confidence": 0.15},
+                        ],
                     }
                 ],
                 "eventData": {"value": "anomaly detected at 14:32"},
@@ -130,7 +149,10 @@ def batch_body() -> dict[str, Any]:
                 "useCaseId": USE_CASE,
                 "timestamp": fresh(240),
                 "images": [],
-                "eventData": {"relatedEventId": "3f1c9a2e-7b4d-4e8a-9c1f-2d5e6a7b8c90", "feedback": "incorrect"},
+                "eventData": {
+                    "relatedEventId": "3f1c9a2e-7b4d-4e8a-9c1f-2d5e6a7b8c90",
+                    "feedback": "incorrect",
+                },
             },
         ]
     }
@@ -205,9 +227,12 @@ def test_contract_local_example_is_accepted() -> None:
         pytest.param([(("eventId",), "3F1C9A2E-7B4D-4E8A-9C1F-2D5E6A7B8C90")], id="uppercase-uuid"),
         pytest.param([(("eventData",), DELETE), (("customMetadata",), DELETE)], id="no-optional-objects"),
         pytest.param([(("images",), []), (("displayImagePosition",), DELETE)], id="no-images"),
-        pytest.param([(("images", 0, "inputSourceId"), DELETE), (("images", 0, "label"), DELETE)], id="bare-image"),
         pytest.param(
-            [(("deviceId",), "edge-7"), (("streamId",), "rtsp-1"), (("workflowId",), "wf/abc")], id="context-ids"
+            [(("images", 0, "inputSourceId"), DELETE), (("images", 0, "label"), DELETE)], id="bare-image"
+        ),
+        pytest.param(
+            [(("deviceId",), "edge-7"), (("streamId",), "rtsp-1"), (("workflowId",), "wf/abc")],
+            id="context-ids",
         ),
         pytest.param(
             [
@@ -228,7 +253,9 @@ def test_contract_local_example_is_accepted() -> None:
             ],
             id="keypoints",
         ),
-        pytest.param([(("customMetadata",), {"Line 4_b-x": True, "count": 3, "empty": ""})], id="metadata-kinds"),
+        pytest.param(
+            [(("customMetadata",), {"Line 4_b-x": True, "count": 3, "empty": ""})], id="metadata-kinds"
+        ),
         pytest.param([(("customMetadata",), {f"k{i}": i for i in range(100)})], id="metadata-100-keys"),
         pytest.param([(("timestamp",), (NOW - timedelta(days=364)).isoformat())], id="364-days-old"),
         pytest.param([(("timestamp",), (NOW + timedelta(hours=23)).isoformat())], id="23-hours-ahead"),
@@ -245,7 +272,8 @@ def test_cloud_variants_are_accepted(changes: list[tuple[tuple[str | int, ...], 
         pytest.param([(("solution",), DELETE), (("custom_metadata",), {})], id="event-writer"),
         pytest.param([(("solution",), None), (("image_id",), None)], id="nullables"),
         pytest.param(
-            [(("images",), []), (("displayImagePosition",), None), (("event_data",), {})], id="no-images-null-position"
+            [(("images",), []), (("displayImagePosition",), None), (("event_data",), {})],
+            id="no-images-null-position",
         ),
         pytest.param(
             [
@@ -290,10 +318,16 @@ CLOUD_VIOLATIONS: list[Any] = [
     pytest.param([(("useCaseId",), DELETE)], "useCaseId", id="use-case-missing"),
     pytest.param([(("timestamp",), "2026-08-21T18:39:00")], "timestamp", id="timestamp-no-timezone"),
     pytest.param([(("timestamp",), "2026-08-21 18:39:00+00:00")], "timestamp", id="timestamp-space"),
-    pytest.param([(("timestamp",), "2026-02-30T18:39:00+00:00")], "timestamp", id="timestamp-impossible-date"),
+    pytest.param(
+        [(("timestamp",), "2026-02-30T18:39:00+00:00")], "timestamp", id="timestamp-impossible-date"
+    ),
     pytest.param([(("timestamp",), 1787337540)], "timestamp", id="timestamp-number"),
-    pytest.param([(("timestamp",), (NOW - timedelta(days=366)).isoformat())], "timestamp", id="timestamp-too-old"),
-    pytest.param([(("timestamp",), (NOW + timedelta(days=2)).isoformat())], "timestamp", id="timestamp-future"),
+    pytest.param(
+        [(("timestamp",), (NOW - timedelta(days=366)).isoformat())], "timestamp", id="timestamp-too-old"
+    ),
+    pytest.param(
+        [(("timestamp",), (NOW + timedelta(days=2)).isoformat())], "timestamp", id="timestamp-future"
+    ),
     pytest.param([(("timestamp",), DELETE)], "timestamp", id="timestamp-missing"),
     pytest.param([(("event_id",), "x")], "event_id", id="unknown-top-level-key"),
     pytest.param([(("deviceId",), "d" * 257)], "deviceId", id="device-id-too-long"),
@@ -310,14 +344,20 @@ CLOUD_VIOLATIONS: list[Any] = [
     ),
     pytest.param([(("images", 0, "sourceId"), DELETE)], "images[0].sourceId", id="source-id-missing"),
     pytest.param([(("images", 0, "sourceId"), "ve-img-nope")], "images[0].sourceId", id="source-id-unknown"),
-    pytest.param([(("images", 0, "inputSourceId"), "ve-img-nope")], "images[0].inputSourceId", id="input-unknown"),
+    pytest.param(
+        [(("images", 0, "inputSourceId"), "ve-img-nope")], "images[0].inputSourceId", id="input-unknown"
+    ),
     pytest.param([(("images", 0, "file"), "images/a.jpg")], "images[0].file", id="image-unknown-key"),
     pytest.param([(("images", 0, "label"), 5)], "images[0].label", id="label-not-string"),
     pytest.param([(("images", 0), "ve-img-output-0001")], "images[0]", id="image-not-object"),
     # annotations
-    pytest.param([(("images", 0, "objectDetections"), {})], "images[0].objectDetections", id="detections-not-list"),
     pytest.param(
-        [(("images", 0, "objectDetections"), [_BOX] * 1001)], "images[0].objectDetections", id="detections-over-1000"
+        [(("images", 0, "objectDetections"), {})], "images[0].objectDetections", id="detections-not-list"
+    ),
+    pytest.param(
+        [(("images", 0, "objectDetections"), [_BOX] * 1001)],
+        "images[0].objectDetections",
+        id="detections-over-1000",
     ),
     pytest.param(
         [(("images", 0, "objectDetections", 0, "confidence"), DELETE)],
@@ -345,7 +385,9 @@ CLOUD_VIOLATIONS: list[Any] = [
         id="box-height-string",
     ),
     pytest.param(
-        [(("images", 0, "objectDetections", 0, "x"), True)], "images[0].objectDetections[0].x", id="box-x-bool"
+        [(("images", 0, "objectDetections", 0, "x"), True)],
+        "images[0].objectDetections[0].x",
+        id="box-x-bool",
     ),
     pytest.param(
         [(("images", 0, "objectDetections", 0, "y"), float("inf"))],
@@ -409,7 +451,9 @@ CLOUD_VIOLATIONS: list[Any] = [
     pytest.param([(("eventData", "confidence"), 0.9)], "eventData.confidence", id="qc-unknown-key"),
     pytest.param([(("eventData", "result"), "maybe")], "eventData.result", id="qc-result-enum"),
     pytest.param([(("eventData", "result"), None)], "eventData.result", id="qc-result-null"),
-    pytest.param([(("eventData", "externalId"), "x" * 1001)], "eventData.externalId", id="external-id-too-long"),
+    pytest.param(
+        [(("eventData", "externalId"), "x" * 1001)], "eventData.externalId", id="external-id-too-long"
+    ),
     pytest.param([(("eventData", "externalId"), "")], "eventData.externalId", id="external-id-empty"),
     pytest.param([(("eventData",), [])], "eventData", id="event-data-not-object"),
     pytest.param(
@@ -453,7 +497,9 @@ CLOUD_VIOLATIONS: list[Any] = [
         id="custom-value-too-long",
     ),
     pytest.param(
-        [(("eventType",), "custom"), (("eventData",), {"value": 5})], "eventData.value", id="custom-value-number"
+        [(("eventType",), "custom"), (("eventData",), {"value": 5})],
+        "eventData.value",
+        id="custom-value-number",
     ),
     pytest.param(
         [(("eventType",), "operator_feedback"), (("eventData",), {"feedback": "wrong"})],
@@ -471,9 +517,13 @@ CLOUD_VIOLATIONS: list[Any] = [
         id="related-event-id-too-long",
     ),
     # customMetadata
-    pytest.param([(("customMetadata",), {f"k{i}": i for i in range(101)})], "customMetadata", id="metadata-101-keys"),
+    pytest.param(
+        [(("customMetadata",), {f"k{i}": i for i in range(101)})], "customMetadata", id="metadata-101-keys"
+    ),
     pytest.param([(("customMetadata",), {"a.b": 1})], "customMetadata.a.b", id="metadata-key-pattern"),
-    pytest.param([(("customMetadata",), {"k" * 101: 1})], "customMetadata." + "k" * 101, id="metadata-key-long"),
+    pytest.param(
+        [(("customMetadata",), {"k" * 101: 1})], "customMetadata." + "k" * 101, id="metadata-key-long"
+    ),
     pytest.param([(("customMetadata",), {"k": "v" * 1001})], "customMetadata.k", id="metadata-string-long"),
     pytest.param([(("customMetadata",), {"k": {"nested": 1}})], "customMetadata.k", id="metadata-nested"),
     pytest.param([(("customMetadata",), {"k": [1, 2]})], "customMetadata.k", id="metadata-list"),
@@ -571,7 +621,9 @@ LOCAL_VIOLATIONS: list[Any] = [
         "images[0].base64Image",
         id="data-url",
     ),
-    pytest.param([(("images", 0, "inputBase64Image"), "@@@")], "images[0].inputBase64Image", id="bad-input-base64"),
+    pytest.param(
+        [(("images", 0, "inputBase64Image"), "@@@")], "images[0].inputBase64Image", id="bad-input-base64"
+    ),
     pytest.param([(("images", 0, "base64Image"), DELETE)], "images[0].base64Image", id="base64-missing"),
     pytest.param([(("images", 0, "base64_image"), JPEG_B64)], "images[0].base64_image", id="snake-image-key"),
     pytest.param([(("images", 0, "sourceId"), "ve-img-1")], "images[0].sourceId", id="cloud-image-key"),
