@@ -310,7 +310,7 @@ class FakeVisionEventsApi:
         self._port = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.02},
             name="fakeapi-server",
             daemon=True,
         )

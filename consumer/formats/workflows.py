@@ -44,8 +44,7 @@ def first_present(values: list[Any]) -> Any:
 
 def is_response_outputs(outputs: list[Any]) -> bool:
     """Whether ``outputs`` is the ``outputs`` list of a ``/workflows/run`` response (one dict per image)."""
-    first = first_present(outputs)
-    return first is None or (isinstance(first, dict) and not is_serialized(first))
+    return not is_serialized(first_present(outputs))
 
 
 def convert_workflow(value: Any, path: str) -> ModelOutput:

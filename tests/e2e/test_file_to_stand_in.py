@@ -4,6 +4,7 @@ the local Vision Events API stand-in while it fails in the ways real APIs fail."
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import Counter
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
     with FakeVisionEventsApi(api_keys=(API_KEY,), use_cases=USE_CASES) as api:
         api.add_fault("/vision-events/batch", statuses=[500, 503])
         api.add_fault("/vision-events/batch", statuses=[429], retry_after=1)
-        api.add_fault("/vision-events/batch", statuses=[0], drop_connection=True)
+        api.add_fault("/vision-events/batch", statuses=(), drop_connection=True, times=1)
         api.add_fault("/vision-events/upload", statuses=[500])
         settings = load_settings(
             None,
@@ -92,8 +93,12 @@ def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
     assert sorted((r.payload, r.reason) for r in dead) == sorted((m.payload, m.reason) for m in invalid)
 
     # The faults really happened and were retried.
-    assert stats["by_status"].get("/vision-events/batch 500", 0) >= 1
-    assert stats["by_status"].get("/vision-events/batch 429", 0) >= 1
+    batch_statuses = stats["requests"]["POST /vision-events/batch"]
+    assert batch_statuses["500"] == 1
+    assert batch_statuses["503"] == 1
+    assert batch_statuses["429"] == 1
+    assert batch_statuses["0"] == 1  # the dropped connection
+    assert stats["requests"]["POST /vision-events/upload"]["500"] == 1
     assert _sum_metric(metrics, "vision_events_api_retries_total") >= 4
 
     # The metrics agree with what happened.
