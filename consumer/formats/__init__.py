@@ -11,12 +11,12 @@ from typing import Any
 
 from consumer.errors import FormatError, Reason
 from consumer.formats.common import ModelOutput, PredictionFormat
-from consumer.formats.detect import ENVELOPE_ONLY_KEYS, detect_format
+from consumer.formats.detect import detect_format
 from consumer.formats.roboflow import convert_roboflow
 from consumer.formats.ultralytics import convert_ultralytics
 from consumer.formats.workflows import convert_workflow
 
-__all__ = ["ENVELOPE_ONLY_KEYS", "ModelOutput", "PredictionFormat", "convert_predictions", "detect_format"]
+__all__ = ["ModelOutput", "PredictionFormat", "convert_predictions", "detect_format"]
 
 
 def convert_predictions(

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
+from consumer.envelope import ENVELOPE_MARKERS
 from consumer.formats.common import PredictionFormat
 from consumer.formats.workflows import first_present, is_response_outputs, is_serialized
-
-# Top-level keys only our envelope message has; no model output carries them. A dict with one of
-# them is not a model output, whatever else it holds (its ``predictions`` may be one).
-ENVELOPE_ONLY_KEYS: Final = frozenset(
-    {
-        "event_type",
-        "use_case",
-        "solution",
-        "qc_result",
-        "alert_type",
-        "item_count",
-        "input_image",
-        "output_image",
-        "custom_metadata",
-        "event_data",
-    }
-)
 
 
 def detect_format(value: Any) -> PredictionFormat | None:
@@ -61,7 +45,7 @@ def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
 
 
 def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
-    if not ENVELOPE_ONLY_KEYS.isdisjoint(value):
+    if not ENVELOPE_MARKERS.isdisjoint(value):
         return None
     outputs = value.get("outputs")
     if isinstance(outputs, list) and is_response_outputs(outputs):

@@ -73,7 +73,7 @@ def convert_prediction_dict(
     predictions = response.get("predictions")
     if predictions is None:
         raise ValidationError(Reason.MISSING_FIELD, "a model output needs predictions", predictions_path)
-    if "predicted_classes" in response or isinstance(predictions, dict):
+    if response.get("predicted_classes") is not None or isinstance(predictions, dict):
         _multi_label(response, predictions, path, sink)
     elif isinstance(predictions, list):
         if "top" in response or is_classification_list(predictions):
@@ -178,7 +178,11 @@ def _add_shaped(
         points = _keypoints(raw_keypoints, join(path, "keypoints"), dx, dy)
         if points:
             annotation["keypoints"] = points
-        sink.keypoints.append(annotation)
+            sink.keypoints.append(annotation)
+        else:
+            # The block would send a keypoints item without "keypoints" (contract 4.4); whether the
+            # API accepts that is not documented, so the safe reading files it as a plain box.
+            sink.detections.append(annotation)
         return
     key = "points"
     raw_polygon = prediction.get("points")

@@ -103,7 +103,10 @@ def _add_shaped(annotation: Annotation, row: dict[str, Any], path: str, sink: Co
         points = _keypoints(raw_keypoints, join(path, "keypoints"))
         if points:
             annotation["keypoints"] = points
-        sink.keypoints.append(annotation)
+            sink.keypoints.append(annotation)
+        else:
+            # No keypoint left: a keypoints item must carry some (see roboflow.py), so send a box.
+            sink.detections.append(annotation)
         return
     polygon = _segments(row.get("segments"), join(path, "segments"))
     if len(polygon) >= 3:

@@ -42,15 +42,8 @@ def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
     input_path = tmp_path / "messages.jsonl"
     with input_path.open("wb") as handle:
         for item in corpus:
-            handle.write(
-                orjson.dumps(
-                    {
-                        "topic": item.topic,
-                        "payload_base64": __import__("base64").b64encode(item.payload).decode(),
-                    }
-                )
-                + b"\n"
-            )
+            record = {"topic": item.topic, "payload_base64": base64.b64encode(item.payload).decode()}
+            handle.write(orjson.dumps(record) + b"\n")
     routes_path = tmp_path / "routes.yaml"
     routes_path.write_text(ROUTES_YAML)
     dead_path = tmp_path / "dead.jsonl"

@@ -226,10 +226,10 @@ def test_workflow_serialized_keypoints_drop_trailing_padding_slots() -> None:
     assert set(second) == BOX_KEYS | {"keypoints"}  # no tracker_id, detection_id...
 
 
-def test_detection_with_only_padding_keypoints_is_kept_without_keypoints() -> None:
+def test_detection_with_only_padding_keypoints_becomes_a_plain_detection() -> None:
     padding = {"class_id": 0, "class": "", "confidence": 0.0, "x": 0.0, "y": 0.0}
     out = convert([box(keypoints=[padding, padding])], ROBOFLOW)
-    assert out.annotations == {"keypoints": [box()]}
+    assert out.annotations == {"objectDetections": [box()]}
 
 
 def test_workflow_run_response_merges_every_prediction_output() -> None:
@@ -360,6 +360,13 @@ def test_ultralytics_keypoints_without_visibility_are_all_sent() -> None:
     keypoints = {"x": [0.0, 12.0, 14.0], "y": [0.0, 30.0, 31.0]}
     (person,) = convert([row(10, 20, 50, 60, keypoints=keypoints)]).annotations["keypoints"]
     assert [k["id"] for k in person["keypoints"]] == [0, 1, 2]
+
+
+def test_ultralytics_pose_with_every_keypoint_erased_becomes_a_plain_detection() -> None:
+    keypoints = {"x": [0.0, 0.0], "y": [0.0, 0.0], "visible": [0.1, 0.2]}
+    out = convert([row(10, 20, 50, 60, keypoints=keypoints)])
+    assert list(out.annotations) == ["objectDetections"]
+    assert "keypoints" not in out.annotations["objectDetections"][0]
 
 
 def test_ultralytics_oriented_box_becomes_its_axis_aligned_bounds() -> None:
