@@ -84,7 +84,7 @@ def cmd_validate_message(args: argparse.Namespace) -> int:
         return EXIT_NO_EVENT
     output_id = "placeholder-output-image" if result.output_image is not None else None
     input_id = "placeholder-input-image" if result.input_image is not None else None
-    body = cloud_event(result, output_id or input_id, input_id)
+    body = cloud_event(result, output_id, input_id)
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     return EXIT_OK
 

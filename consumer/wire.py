@@ -17,10 +17,11 @@ def timestamp_text(event: VisionEvent) -> str:
 def cloud_event(event: VisionEvent, source_id: str | None, input_source_id: str | None) -> dict[str, Any]:
     """The cloud ``POST /vision-events`` (and batch element) body for ``event``.
 
-    ``source_id`` / ``input_source_id`` are the upload ids of the output and input images. An entry
-    with only ``inputSourceId`` is NOT FOUND in the contract (§3.3); the safe reading is to show
-    the input frame as the display image too, so callers pass the input id as ``source_id`` then.
+    ``source_id`` / ``input_source_id`` are the upload ids of the output and input images. Whether
+    an entry with only ``inputSourceId`` is valid is NOT FOUND in the contract (§3.3); the safe
+    reading is to show the input frame as the display image too.
     """
+    source_id = source_id if source_id is not None else input_source_id
     body: dict[str, Any] = {
         "eventId": event.event_id,
         "eventType": event.event_type.value,
@@ -59,8 +60,10 @@ def local_event(
     """The on-device ``POST /v2/events`` body for ``event`` (contract §2.2, §3.4).
 
     The local API assigns its own id, so ``eventId`` is not sent; ``event_data`` is always sent,
-    even when empty.
+    even when empty. As for the cloud, an input frame alone is also sent as the display image
+    (the Event Writer block requires ``base64Image``, EW:643-677).
     """
+    base64_image = base64_image if base64_image is not None else input_base64_image
     body: dict[str, Any] = {
         "inference_timestamp": timestamp_text(event),
         "solution": event.use_case_id,

@@ -11,7 +11,7 @@ Decisions (contract references in brackets):
 - A REJECTED status on a batch of n > 1 splits it in halves, delivered concurrently; on one event it
   becomes ``Rejection(Reason.API_REJECTED, detail=<the API's reason>, status=...)``.
 - An event with only an input image sends the input's id as both ``sourceId`` and ``inputSourceId``
-  (``wire.cloud_event``'s docstring, §3.3 NOT FOUND).
+  (``wire.cloud_event`` does that, §3.3 NOT FOUND).
 - Headers [§1.3]: ``extra_headers``, then ``Authorization: Bearer <key>`` with ``setdefault`` so an
   explicit ``Authorization`` in ``extra_headers`` wins; ``Content-Type: application/json`` on the
   batch. Headers are set per request, never on the client, so they never reach an image host.
@@ -127,9 +127,8 @@ class CloudSink:
         report.rejected.extend(rejected)
         parts: list[_Part] = []
         for item in resolved:
-            source_id = item.output if item.output is not None else item.input
             try:
-                body = orjson.dumps(wire.cloud_event(item.event, source_id, item.input))
+                body = orjson.dumps(wire.cloud_event(item.event, item.output, item.input))
             except orjson.JSONEncodeError as exc:
                 report.rejected.append(
                     Rejection(item.event, Reason.INVALID_VALUE, f"not serializable as JSON: {exc}")

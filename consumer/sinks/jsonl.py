@@ -71,7 +71,7 @@ class JsonlSink:
                 report.rejected.append(Rejection(event, Reason.INVALID_IMAGE, exc.detail))
                 continue
             try:
-                line = orjson.dumps(wire.cloud_event(event, output if output is not None else input_, input_))
+                line = orjson.dumps(wire.cloud_event(event, output, input_))
             except orjson.JSONEncodeError as exc:
                 report.rejected.append(
                     Rejection(event, Reason.INVALID_VALUE, f"not serializable as JSON: {exc}")

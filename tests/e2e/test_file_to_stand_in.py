@@ -104,3 +104,56 @@ def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
     for reason, count in by_reason.items():
         assert _metric(metrics, "vision_events_dead_letters_total", {"reason": str(reason)}) == count
     assert _metric(metrics, "vision_events_in_flight_events") == 0
+
+
+def test_mixed_file_through_faulty_event_store_loses_nothing(tmp_path: Path) -> None:
+    corpus = build_corpus(600, seed=5)
+    input_path = tmp_path / "messages.jsonl"
+    with input_path.open("wb") as handle:
+        for item in corpus:
+            record = {"topic": item.topic, "payload_base64": base64.b64encode(item.payload).decode()}
+            handle.write(orjson.dumps(record) + b"\n")
+    routes_path = tmp_path / "routes.yaml"
+    routes_path.write_text(ROUTES_YAML)
+    dead_path = tmp_path / "dead.jsonl"
+
+    with FakeVisionEventsApi(api_keys=(API_KEY,), use_cases=USE_CASES, local_api_key="edge-key") as api:
+        api.add_fault("/v2/events", statuses=[529, 529, 500])
+        api.add_fault("/v2/events", statuses=(), drop_connection=True, times=1)
+        settings = load_settings(
+            None,
+            {
+                "routes": str(routes_path),
+                "source.file.path": str(input_path),
+                "sink.type": "local",
+                "sink.local.url": api.url + "/",
+                "sink.local.api_key": "edge-key",
+                "dead_letter.jsonl.path": str(dead_path),
+                "batch.linger_ms": 20,
+                "retry.initial_backoff_seconds": 0.05,
+                "retry.max_backoff_seconds": 0.5,
+                "http.port": 0,
+            },
+        )
+        metrics = Metrics(CollectorRegistry())
+        result = asyncio.run(App(settings, metrics, serve_ops=False).run())
+        stored = api.local_events()
+        stats = api.stats()
+
+    valid = [m for m in corpus if m.event_type is not None]
+    invalid = [m for m in corpus if m.reason is not None]
+    # The Event Store assigns its own ids, so compare what arrived by type and content.
+    assert Counter(body["event_schema"] for body in stored) == Counter(m.event_type for m in valid)
+    with_images = [body for body in stored if body["images"]]
+    assert with_images
+    assert all("base64Image" in body["images"][0] for body in with_images)
+    dead = list(read_dead_letters(dead_path))
+    assert sorted((r.payload, r.reason) for r in dead) == sorted((m.payload, m.reason) for m in invalid)
+    statuses = stats["requests"]["POST /v2/events"]
+    assert (statuses["529"], statuses["500"], statuses["0"]) == (2, 1, 1)
+    assert result.drained
+    assert _sum_metric(metrics, "vision_events_events_delivered_total") == len(valid)
+    assert (
+        _metric(metrics, "vision_events_events_delivered_total", {"sink": "local", "event_type": "custom"})
+        > 0
+    )
