@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STAMP := .cache/installed.stamp
 
-.PHONY: install demo test test-unit lint format clean schema
+.PHONY: install demo test test-unit lint format clean schema brokers-start brokers-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -14,9 +14,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PYTHON) -m consumer.cli demo
 
-## test: every test (unit, integration, end to end)
+# Real brokers on loopback (scripts/brokers.sh). BROKERS=external uses KAFKA_BOOTSTRAP_SERVERS /
+# MQTT_URL from the environment instead (or testcontainers where a Docker engine runs).
+BROKERS ?= local
+WITH_BROKERS = if [ "$(BROKERS)" = local ]; then scripts/brokers.sh start >&2 && eval "$$(scripts/brokers.sh env)"; fi;
+
+## test: every test (unit, integration against real brokers, end to end)
 test: $(STAMP)
-	$(PYTHON) -m pytest
+	@$(WITH_BROKERS) $(PYTHON) -m pytest
+
+brokers-start:
+	scripts/brokers.sh start
+
+brokers-stop:
+	scripts/brokers.sh stop
 
 test-unit: $(STAMP)
 	$(PYTHON) -m pytest tests/unit

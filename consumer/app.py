@@ -112,6 +112,7 @@ class App:
         try:
             await self.source.run(pipeline, self.stop)
             drained = await pipeline.close(self.settings.shutdown_deadline_seconds)
+            await self.source.aclose()
         finally:
             progress.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ Secrets are ``SecretStr``: they print as ``**********`` everywhere, ``check-conf
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,8 @@ class SourceKind(StrEnum):
     """Where messages come from."""
 
     FILE = "file"
+    MQTT = "mqtt"
+    KAFKA = "kafka"
 
 
 class FileSourceConfig(_Section):
@@ -43,11 +46,85 @@ class FileSourceConfig(_Section):
     )
 
 
+class TlsConfig(_Section):
+    """TLS for an MQTT connection; client certificate and key for mutual TLS."""
+
+    enabled: bool = False
+    ca_file: str | None = Field(None, description="CA bundle; the system store when unset.")
+    cert_file: str | None = Field(None, description="Client certificate (mTLS).")
+    key_file: str | None = Field(None, description="Client key (mTLS).")
+    insecure_skip_verify: bool = Field(False, description="Do not verify the server's hostname (testing only).")
+
+
+class MqttSubscription(_Section):
+    """One MQTT topic filter and the QoS to subscribe with."""
+
+    filter: str
+    qos: int = Field(1, ge=0, le=2)
+
+
+class MqttSourceConfig(_Section):
+    """An MQTT broker (paho-mqtt 2)."""
+
+    url: str = Field("mqtt://localhost:1883", description="mqtt://host:port, or mqtts:// for TLS.")
+    client_id: str = Field(
+        default_factory=lambda: f"vision-events-consumer-{os.environ.get('HOSTNAME') or os.uname().nodename}",
+        description="Stable per replica, so the broker keeps its session while it is down.",
+    )
+    protocol: Literal["5", "3.1.1"] = "5"
+    subscriptions: list[MqttSubscription] = Field(
+        default_factory=list, description="Filters to subscribe to; empty: every route's MQTT filter at QoS 1."
+    )
+    shared_group: str | None = Field(
+        None, description="MQTT 5 shared subscription group: replicas share the load ($share/<group>/<filter>)."
+    )
+    session_expiry_seconds: int = Field(
+        3600, ge=0, description="How long the broker keeps the session (and queues messages) while we are away."
+    )
+    keepalive_seconds: int = Field(30, ge=5)
+    receive_maximum: int = Field(
+        1000, ge=1, le=65535, description="Unacknowledged QoS 1/2 messages the broker may send at once (MQTT 5)."
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig = TlsConfig()
+    reconnect_min_seconds: float = Field(1.0, gt=0)
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+
+
+class KafkaSourceConfig(_Section):
+    """A Kafka cluster (confluent-kafka 2 / librdkafka)."""
+
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "vision-events-consumer"
+    topics: list[str] = Field(
+        default_factory=list, description="Topic names, or regexes starting with '^' (librdkafka subscriptions)."
+    )
+    consume_batch_size: int = Field(500, ge=1, le=100_000, description="Messages per consume() call.")
+    consume_timeout_seconds: float = Field(0.5, gt=0)
+    commit_interval_seconds: float = Field(5.0, gt=0, description="How often stored offsets are committed.")
+    sasl_password: SecretStr | None = Field(None, description="Merged into settings as sasl.password.")
+    settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Any librdkafka consumer setting (security.protocol, sasl.mechanism, ssl.ca.location...).",
+    )
+
+    def librdkafka(self) -> dict[str, str | int | float | bool]:
+        """The settings for librdkafka, secrets included: never log this."""
+        merged: dict[str, str | int | float | bool] = {"bootstrap.servers": self.bootstrap_servers}
+        merged.update(self.settings)
+        if self.sasl_password is not None:
+            merged["sasl.password"] = self.sasl_password.get_secret_value()
+        return merged
+
+
 class SourceConfig(_Section):
     """Which source to read and its settings."""
 
     type: SourceKind = SourceKind.FILE
     file: FileSourceConfig = FileSourceConfig()
+    mqtt: MqttSourceConfig = MqttSourceConfig()
+    kafka: KafkaSourceConfig = KafkaSourceConfig()
 
 
 class SinkKind(StrEnum):
@@ -128,6 +205,8 @@ class DeadLetterKind(StrEnum):
     """Where dead letters go."""
 
     JSONL = "jsonl"
+    KAFKA = "kafka"
+    MQTT = "mqtt"
 
 
 class JsonlDeadLetterConfig(_Section):
@@ -136,11 +215,34 @@ class JsonlDeadLetterConfig(_Section):
     path: str = Field("dead-letters.jsonl", description="File to append to; fsynced before acknowledging.")
 
 
+class KafkaDeadLetterConfig(_Section):
+    """Dead letters as Kafka records: value = the original bytes, context in headers."""
+
+    topic: str = "vision-events-dead-letters"
+    bootstrap_servers: str | None = Field(None, description="Defaults to the Kafka source's.")
+    sasl_password: SecretStr | None = None
+    settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="librdkafka producer settings; defaults to the source's security ones."
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="How long a write may wait for the broker's ack.")
+
+
+class MqttDeadLetterConfig(_Section):
+    """Dead letters published to an MQTT topic (QoS 1), as JSON records."""
+
+    topic: str = "vision-events/dead-letters"
+    qos: int = Field(1, ge=1, le=2)
+    url: str | None = Field(None, description="Defaults to the MQTT source's broker.")
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
 class DeadLetterConfig(_Section):
     """Which dead-letter destination."""
 
     type: DeadLetterKind = DeadLetterKind.JSONL
     jsonl: JsonlDeadLetterConfig = JsonlDeadLetterConfig()
+    kafka: KafkaDeadLetterConfig = KafkaDeadLetterConfig()
+    mqtt: MqttDeadLetterConfig = MqttDeadLetterConfig()
 
 
 class LimitsConfig(_Section):
@@ -258,6 +360,25 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
+MASK = "**********"
+# Free-form maps (librdkafka settings, extra headers) can carry secrets under these names.
+_SECRET_KEY = re.compile(r"password|secret|jaas|token|credential|authorization|api[_.-]?key|\.pem", re.IGNORECASE)
+
+
 def masked_settings(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain data, secrets replaced by ``**********``."""
-    return settings.model_dump(mode="json")
+    """The effective settings as plain data, secrets replaced by ``**********``.
+
+    SecretStr fields mask themselves; values in free-form maps are masked by key name.
+    """
+    return _mask_free_form(settings.model_dump(mode="json"))
+
+
+def _mask_free_form(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: MASK if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None else _mask_free_form(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_free_form(item) for item in value]
+    return value

@@ -167,3 +167,25 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("ready", "1 when the consumer reports ready on /readyz.", namespace=ns, registry=r)
+        self.source_connected = Gauge(
+            "source_connected", "1 while the source is connected to its broker.", ["source"], namespace=ns, registry=r
+        )
+        self.source_reconnects = Counter(
+            "source_reconnects", "Connections re-established after a loss.", ["source"], namespace=ns, registry=r
+        )
+        self.kafka_lag = Gauge(
+            "kafka_consumer_lag",
+            "Messages between the committed offset and the partition's end.",
+            ["topic", "partition"],
+            namespace=ns,
+            registry=r,
+        )
+        self.kafka_rebalances = Counter(
+            "kafka_rebalances", "Partition assignments and revocations.", ["kind"], namespace=ns, registry=r
+        )
+        self.kafka_paused_partitions = Gauge(
+            "kafka_paused_partitions", "Partitions paused for backpressure.", namespace=ns, registry=r
+        )
+        self.kafka_commits = Counter(
+            "kafka_commits", "Offset commits, by outcome.", ["outcome"], namespace=ns, registry=r
+        )

@@ -96,6 +96,13 @@ class Pipeline:
         """True while the sink's credentials are refused."""
         return self._sink.auth_failing
 
+    def has_room(self, incoming: int = 1) -> bool:
+        """Whether ``submit`` of ``incoming`` messages would proceed without waiting.
+
+        Safe to call from a source's own thread: sources use it to pause before they must block.
+        """
+        return self._in_flight + incoming <= self._batch.max_in_flight_events or self._in_flight == 0
+
     # -- intake ---------------------------------------------------------------------------------------
 
     async def submit(self, messages: Sequence[InboundMessage]) -> None:
@@ -169,13 +176,12 @@ class Pipeline:
             self._metrics.message_bytes.labels(source).inc(size)
 
     async def _wait_for_room(self, incoming: int) -> None:
-        limit = self._batch.max_in_flight_events
-        if self._in_flight + incoming <= limit or self._in_flight == 0:
+        if self.has_room(incoming):
             return
         # Waiting for deliveries: do not let a partial batch sit out its linger meanwhile.
         self._flush_pending()
         async with self._settled:
-            await self._settled.wait_for(lambda: self._in_flight + incoming <= limit or self._in_flight == 0)
+            await self._settled.wait_for(lambda: self.has_room(incoming))
 
     # -- batching -------------------------------------------------------------------------------------
 

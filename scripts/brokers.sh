@@ -68,7 +68,7 @@ pid_alive() {
     [[ -s "$file" ]] || return 1
     pid="$(<"$file")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    cmdline="$( { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
     [[ "$cmdline" == *"$pattern"* ]] || return 1
     state="$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" || return 1
     [[ "$state" != Z ]]
@@ -90,6 +90,7 @@ launch() {
     local pidfile="$1" log="$2"
     shift 2
     rm -f "$pidfile"
+    # shellcheck disable=SC2016  # expanded by the inner shell
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$log" 2>&1 9>&- &
     local i
     for i in $(seq 1 50); do
@@ -225,6 +226,7 @@ start_mqtt() {
     while :; do
         if ! mqtt_running; then
             show_log "$MQTT_DIR/mosquitto.log"
+            rm -f "$MQTT_DIR/mosquitto.pid"
             die "mqtt: mosquitto exited during start-up"
         fi
         if port_open "$MQTT_PORT" && mqtt_round_trip; then
@@ -232,6 +234,7 @@ start_mqtt() {
         fi
         if ((SECONDS >= deadline)); then
             show_log "$MQTT_DIR/mosquitto.log"
+            stop_mqtt
             die "mqtt: not ready after ${START_TIMEOUT}s"
         fi
         sleep 0.2
@@ -382,6 +385,8 @@ EOF
     fi
     cat >"$KAFKA_DIR/log4j2.properties" <<EOF
 status = warn
+# Kafka logs its own shutdown from a JVM hook: keep log4j alive until the JVM ends.
+shutdownHook = disable
 appender.out.type = Console
 appender.out.name = OUT
 appender.out.layout.type = PatternLayout
@@ -507,8 +512,10 @@ start_kafka() {
     if ((rc != 0)); then
         show_log "$KAFKA_DIR/kafka.log" 60
         if ((rc == 2)); then
+            rm -f "$KAFKA_DIR/kafka.pid"
             die "kafka: broker exited during start-up"
         fi
+        stop_kafka
         die "kafka: not ready after ${START_TIMEOUT}s"
     fi
     local extra=""

@@ -109,6 +109,10 @@ class FileSource:
                 handle.close()
 
 
+    async def aclose(self) -> None:
+        """Nothing to commit: a file has no acknowledgements."""
+
+
 def _chunks(handle: IO[bytes]) -> Iterator[list[bytes]]:
     chunk: list[bytes] = []
     for line in handle:

@@ -1,0 +1,71 @@
+"""Where tests find real brokers.
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``MQTT_URL`` when set (``scripts/brokers.sh env``; CI sets them);
+2. else testcontainers (Kafka in KRaft mode, Mosquitto) when a Docker engine answers;
+3. else the test is skipped, except under ``CI=true``, where a missing broker fails the run: a
+   skipped broker test in CI would be a green build that proved nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+
+def in_ci() -> bool:
+    """Whether this run is CI, where brokers are mandatory."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(what: str) -> None:
+    """Fail under CI, skip elsewhere."""
+    message = f"{what} is not available: start it with `scripts/brokers.sh start` or run Docker"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a broker test may not be skipped)")
+    pytest.skip(message)
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (for testcontainers)."""
+    try:
+        import docker  # type: ignore[import-untyped]  # noqa: PLC0415 - only where Docker is wanted
+
+        client: Any = docker.from_env()
+        client.ping()
+    except Exception:  # noqa: BLE001 - any failure means: no engine to use
+        return False
+    return True
+
+
+@contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a real Kafka."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if not docker_available():
+        unavailable("Kafka")
+    from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
+
+    with KafkaContainer().with_kraft() as container:
+        yield container.get_bootstrap_server()
+
+
+@contextmanager
+def mqtt_url() -> Iterator[str]:
+    """URL of a real MQTT broker (mqtt://host:port)."""
+    configured = os.environ.get("MQTT_URL")
+    if configured:
+        yield configured
+        return
+    if not docker_available():
+        unavailable("An MQTT broker")
+    from testcontainers.community.mqtt import MosquittoContainer  # noqa: PLC0415
+
+    with MosquittoContainer() as container:
+        yield f"mqtt://{container.get_container_host_ip()}:{container.get_exposed_port(container.MQTT_PORT)}"
