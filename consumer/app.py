@@ -62,7 +62,14 @@ class RunResult:
 class App:
     """One consumer process: a source, the pipeline, a sink, dead letters and the ops server."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, serve_ops: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        serve_ops: bool = True,
+        source: Source | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         table = load_routes(settings.routes)
@@ -72,7 +79,7 @@ class App:
             settings.images,
             on_annotations_dropped=lambda reason: self.metrics.annotations_dropped.labels(reason).inc(),
         )
-        self.source = build_source(settings)
+        self.source = source if source is not None else build_source(settings)
         self._serve_ops = serve_ops
         self.stop = asyncio.Event()
         self.ops: OpsServer | None = None

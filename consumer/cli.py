@@ -1,4 +1,4 @@
-"""Command line: ``vision-events-consumer run | check-config | validate-message | fake-api | demo``.
+"""Command line: ``vision-events-consumer run | check-config | validate-message | replay | fake-api | demo``.
 
 Exit codes: 0 success; 1 a message or run failed (the reason is on stderr); 2 bad usage or
 configuration; 3 ``validate-message`` found the message valid but a route settled it without an
@@ -11,7 +11,8 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from consumer.fakeapi import serve
 from consumer.logs import configure_logging
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer, Skipped
+from consumer.replay import Replayable, ReplayFilter, ReplaySource, dry_run, jsonl_records
 from consumer.routing import load_routes
 from consumer.wire import cloud_event
 
@@ -89,6 +91,36 @@ def cmd_validate_message(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replay_records(origin: str) -> Iterable[Replayable]:
+    kind, _, where = origin.partition(":")
+    if kind == "jsonl" and where:
+        return jsonl_records(Path(where))
+    raise ConfigError(f"--from {origin!r}: expected jsonl:PATH")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-drive dead-letter records through the pipeline (or show what would happen)."""
+    settings = _settings_from(args)
+    configure_logging(settings.log.level, settings.log.format)
+    selection = ReplayFilter(frozenset(args.reason or ()))
+    records = _replay_records(args.origin)
+    if args.dry_run:
+        normalizer = Normalizer(load_routes(settings.routes), settings.limits, settings.images)
+        counts: Counter[str] = Counter()
+        for outcome in dry_run(records, selection, normalizer):
+            counts[str(outcome["result"])] += 1
+            sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
+        sys.stderr.write(f"dry run: {dict(counts)}\n")
+        return EXIT_OK
+    source = ReplaySource(records, selection, args.rate)
+    result = asyncio.run(App(settings, source=source).run())
+    sys.stderr.write(
+        f"replayed {source.replayed} (passed over {source.passed_over}): delivered {result.stats.delivered}, "
+        f"dead-lettered again {result.stats.dead_lettered}, settled by a route {result.stats.skipped}\n"
+    )
+    return EXIT_OK if result.drained else EXIT_FAILED
+
+
 def cmd_fake_api(args: argparse.Namespace) -> int:
     """Serve the local Vision Events API stand-in until interrupted."""
     serve(
@@ -133,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--config", type=Path, help="settings for limits and image URL hosts")
     validate.add_argument("message_file", help="file holding the message bytes ('-' for stdin)")
     validate.set_defaults(handler=cmd_validate_message)
+
+    replay = commands.add_parser("replay", help="re-drive dead letters through the pipeline")
+    replay.add_argument("--config", type=Path)
+    replay.add_argument("--routes", type=Path)
+    replay.add_argument("--from", dest="origin", required=True, help="where the dead letters are: jsonl:PATH")
+    replay.add_argument("--reason", action="append", help="only records with this reason (repeatable)")
+    replay.add_argument("--rate", type=float, help="at most this many records per second")
+    replay.add_argument("--dry-run", action="store_true", help="print what would happen; send nothing")
+    replay.set_defaults(handler=cmd_replay)
 
     fake = commands.add_parser("fake-api", help="serve a local stand-in of the Vision Events API")
     fake.add_argument("--host", default="127.0.0.1")

@@ -53,7 +53,9 @@ class TlsConfig(_Section):
     ca_file: str | None = Field(None, description="CA bundle; the system store when unset.")
     cert_file: str | None = Field(None, description="Client certificate (mTLS).")
     key_file: str | None = Field(None, description="Client key (mTLS).")
-    insecure_skip_verify: bool = Field(False, description="Do not verify the server's hostname (testing only).")
+    insecure_skip_verify: bool = Field(
+        False, description="Do not verify the server's hostname (testing only)."
+    )
 
 
 class MqttSubscription(_Section):
@@ -73,17 +75,24 @@ class MqttSourceConfig(_Section):
     )
     protocol: Literal["5", "3.1.1"] = "5"
     subscriptions: list[MqttSubscription] = Field(
-        default_factory=list, description="Filters to subscribe to; empty: every route's MQTT filter at QoS 1."
+        default_factory=list,
+        description="Filters to subscribe to; empty: every route's MQTT filter at QoS 1.",
     )
     shared_group: str | None = Field(
-        None, description="MQTT 5 shared subscription group: replicas share the load ($share/<group>/<filter>)."
+        None,
+        description="MQTT 5 shared subscription group: replicas share the load ($share/<group>/<filter>).",
     )
     session_expiry_seconds: int = Field(
-        3600, ge=0, description="How long the broker keeps the session (and queues messages) while we are away."
+        3600,
+        ge=0,
+        description="How long the broker keeps the session (and queues messages) while we are away.",
     )
     keepalive_seconds: int = Field(30, ge=5)
     receive_maximum: int = Field(
-        1000, ge=1, le=65535, description="Unacknowledged QoS 1/2 messages the broker may send at once (MQTT 5)."
+        1000,
+        ge=1,
+        le=65535,
+        description="Unacknowledged QoS 1/2 messages the broker may send at once (MQTT 5).",
     )
     username: str | None = None
     password: SecretStr | None = None
@@ -98,7 +107,8 @@ class KafkaSourceConfig(_Section):
     bootstrap_servers: str = "localhost:9092"
     group_id: str = "vision-events-consumer"
     topics: list[str] = Field(
-        default_factory=list, description="Topic names, or regexes starting with '^' (librdkafka subscriptions)."
+        default_factory=list,
+        description="Topic names, or regexes starting with '^' (librdkafka subscriptions).",
     )
     consume_batch_size: int = Field(500, ge=1, le=100_000, description="Messages per consume() call.")
     consume_timeout_seconds: float = Field(0.5, gt=0)
@@ -106,7 +116,7 @@ class KafkaSourceConfig(_Section):
     sasl_password: SecretStr | None = Field(None, description="Merged into settings as sasl.password.")
     settings: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
-        description="Any librdkafka consumer setting (security.protocol, sasl.mechanism, ssl.ca.location...).",
+        description="Any librdkafka consumer setting (security.protocol, sasl.mechanism, ssl.ca.location).",
     )
 
     def librdkafka(self) -> dict[str, str | int | float | bool]:
@@ -222,7 +232,8 @@ class KafkaDeadLetterConfig(_Section):
     bootstrap_servers: str | None = Field(None, description="Defaults to the Kafka source's.")
     sasl_password: SecretStr | None = None
     settings: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="librdkafka producer settings; defaults to the source's security ones."
+        default_factory=dict,
+        description="librdkafka producer settings; defaults to the source's security ones.",
     )
     timeout_seconds: float = Field(30.0, gt=0, description="How long a write may wait for the broker's ack.")
 
@@ -362,7 +373,9 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
 
 MASK = "**********"
 # Free-form maps (librdkafka settings, extra headers) can carry secrets under these names.
-_SECRET_KEY = re.compile(r"password|secret|jaas|token|credential|authorization|api[_.-]?key|\.pem", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"password|secret|jaas|token|credential|authorization|api[_.-]?key|\.pem", re.IGNORECASE
+)
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
@@ -370,13 +383,16 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
 
     SecretStr fields mask themselves; values in free-form maps are masked by key name.
     """
-    return _mask_free_form(settings.model_dump(mode="json"))
+    masked: dict[str, Any] = _mask_free_form(settings.model_dump(mode="json"))
+    return masked
 
 
 def _mask_free_form(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            key: MASK if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None else _mask_free_form(item)
+            key: MASK
+            if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None
+            else _mask_free_form(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

@@ -168,10 +168,18 @@ class Metrics:
         )
         self.ready = Gauge("ready", "1 when the consumer reports ready on /readyz.", namespace=ns, registry=r)
         self.source_connected = Gauge(
-            "source_connected", "1 while the source is connected to its broker.", ["source"], namespace=ns, registry=r
+            "source_connected",
+            "1 while the source is connected to its broker.",
+            ["source"],
+            namespace=ns,
+            registry=r,
         )
         self.source_reconnects = Counter(
-            "source_reconnects", "Connections re-established after a loss.", ["source"], namespace=ns, registry=r
+            "source_reconnects",
+            "Connections re-established after a loss.",
+            ["source"],
+            namespace=ns,
+            registry=r,
         )
         self.kafka_lag = Gauge(
             "kafka_consumer_lag",

@@ -18,7 +18,9 @@ from consumer.pipeline import Pipeline
 class BatchHandoff:
     """A bounded, batch-draining bridge from one thread into the pipeline."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffered: int = 10_000, max_batch: int = 2_000) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_buffered: int = 10_000, max_batch: int = 2_000
+    ) -> None:
         self._loop = loop
         self._max_buffered = max_buffered
         self._max_batch = max_batch

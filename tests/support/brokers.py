@@ -32,11 +32,11 @@ def unavailable(what: str) -> None:
 def docker_available() -> bool:
     """Whether a Docker engine answers (for testcontainers)."""
     try:
-        import docker  # type: ignore[import-untyped]  # noqa: PLC0415 - only where Docker is wanted
+        import docker  # type: ignore[import-untyped]
 
         client: Any = docker.from_env()
         client.ping()
-    except Exception:  # noqa: BLE001 - any failure means: no engine to use
+    except Exception:
         return False
     return True
 
@@ -50,7 +50,7 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     if not docker_available():
         unavailable("Kafka")
-    from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
+    from testcontainers.community.kafka import KafkaContainer
 
     with KafkaContainer().with_kraft() as container:
         yield container.get_bootstrap_server()
@@ -65,7 +65,7 @@ def mqtt_url() -> Iterator[str]:
         return
     if not docker_available():
         unavailable("An MQTT broker")
-    from testcontainers.community.mqtt import MosquittoContainer  # noqa: PLC0415
+    from testcontainers.community.mqtt import MosquittoContainer
 
     with MosquittoContainer() as container:
         yield f"mqtt://{container.get_container_host_ip()}:{container.get_exposed_port(container.MQTT_PORT)}"
