@@ -7,6 +7,7 @@ ones. Every valid payload is unique, so every valid message has its own eventId.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,34 +20,79 @@ from tests.support.images import b64, jpeg_bytes, png_bytes
 
 USE_CASES = ("qc", "inventory", "safety", "custom", "feedback")
 
-ROUTES_YAML = """
+ROUTES_TEMPLATE = """
 unrouted: dead_letter
 routes:
   - name: qc
-    match: "corpus/{line}/qc"
+    {match}: "{qc}"
     event_type: quality_check
     use_case: qc
-    fields: {device_id: "{line}", external_id: {select: inference_id}}
-    quality_check: {fail_classes: [defect], min_confidence: 0.5}
+    fields: {{device_id: "{{line}}", external_id: {{select: inference_id}}}}
+    quality_check: {{fail_classes: [defect], min_confidence: 0.5}}
   - name: count
-    match: "corpus/{zone}/count"
+    {match}: "{count}"
     event_type: inventory_count
     use_case: inventory
-    fields: {location: "{zone}"}
-    inventory_count: {item_classes: [box], min_confidence: 0.3}
+    fields: {{location: "{{zone}}"}}
+    inventory_count: {{item_classes: [box], min_confidence: 0.3}}
   - name: safety
-    match: "corpus/{camera}/safety"
+    {match}: "{safety}"
     event_type: safety_alert
     use_case: safety
-    fields: {alert_type: intrusion, severity: high}
+    fields: {{alert_type: intrusion, severity: high}}
   - name: workflow
-    match: "corpus/{name}/workflow"
+    {match}: "{workflow}"
     event_type: custom
     use_case: custom
-    fields: {custom_value: {select: "outputs[0].label", default: "workflow"}}
+    fields: {{custom_value: {{select: "outputs[0].label", default: "workflow"}}}}
   - name: envelope
-    match: "corpus/envelope/#"
+    {match}: "{envelope}"
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic naming: MQTT style (``corpus/line-1/qc``) or Kafka style (``corpus.line-1.qc``)."""
+
+    prefix: str = "corpus"
+    sep: str = "/"
+
+    def topic(self, *levels: str) -> str:
+        """A concrete topic."""
+        return self.sep.join((self.prefix, *levels))
+
+    def unrouted_topic(self) -> str:
+        """A topic no route matches (but a prefix subscription still receives)."""
+        return f"{self.prefix}-unrouted{self.sep}x"
+
+    def routes_yaml(self) -> str:
+        """Routes matching these topics: MQTT filters with '/', full-match regexes otherwise."""
+        if self.sep == "/":
+            p = self.prefix
+            patterns = {
+                "match": "match",
+                "qc": f"{p}/{{line}}/qc",
+                "count": f"{p}/{{zone}}/count",
+                "safety": f"{p}/{{camera}}/safety",
+                "workflow": f"{p}/{{name}}/workflow",
+                "envelope": f"{p}/envelope/#",
+            }
+        else:
+            p = re.escape(self.prefix)
+            s = re.escape(self.sep)
+            patterns = {
+                "match": "match_regex",
+                "qc": f"{p}{s}(?P<line>[^.]+){s}qc",
+                "count": f"{p}{s}(?P<zone>[^.]+){s}count",
+                "safety": f"{p}{s}(?P<camera>[^.]+){s}safety",
+                "workflow": f"{p}{s}(?P<name>[^.]+){s}workflow",
+                "envelope": f"{p}{s}envelope{s}.*",
+            }
+        escaped = {k: v.replace("\\", "\\\\") for k, v in patterns.items()}
+        return ROUTES_TEMPLATE.format(**escaped)
+
+
+ROUTES_YAML = Topics().routes_yaml()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +200,9 @@ def _ultralytics(rng: random.Random, n: int) -> list[dict[str, Any]]:
 
 
 class _Builder:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, topics: Topics) -> None:
         self.rng = random.Random(seed)
+        self.t = topics.topic
         self.png = b64(png_bytes(8, 6))
         self.jpeg = b64(jpeg_bytes(48, 32))
         self.seq = 0
@@ -176,27 +223,27 @@ class _Builder:
 
         return [
             lambda: ok(
-                f"corpus/line-{rng.randint(1, 9)}/qc",
+                self.t(f"line-{rng.randint(1, 3)}", "qc"),
                 _roboflow_od(rng, 10, ("defect", "ok")),
                 "quality_check",
             ),
             lambda: ok(
-                f"corpus/zone-{rng.randint(1, 5)}/count",
+                self.t(f"zone-{rng.randint(1, 3)}", "count"),
                 _ultralytics(rng, rng.randint(1, 12)),
                 "inventory_count",
             ),
             lambda: ok(
-                f"corpus/cam-{rng.randint(1, 5)}/safety",
+                self.t(f"cam-{rng.randint(1, 3)}", "safety"),
                 {**_seg(rng), "inference_id": self.next_id()},
                 "safety_alert",
             ),
             lambda: ok(
-                "corpus/dock/workflow",
+                self.t("dock", "workflow"),
                 {"outputs": [{"label": self.next_id(), "detections": _roboflow_od(rng, 3, ("truck",))}]},
                 "custom",
             ),
             lambda: ok(
-                "corpus/envelope/qc",
+                self.t("envelope", "qc"),
                 self.envelope(
                     event_type="quality_check",
                     use_case="qc",
@@ -207,7 +254,7 @@ class _Builder:
                 "quality_check",
             ),
             lambda: ok(
-                "corpus/envelope/count",
+                self.t("envelope", "count"),
                 self.envelope(
                     event_type="inventory_count",
                     use_case="inventory",
@@ -218,7 +265,7 @@ class _Builder:
                 "inventory_count",
             ),
             lambda: ok(
-                "corpus/envelope/safety",
+                self.t("envelope", "safety"),
                 self.envelope(
                     event_type="safety_alert",
                     use_case="safety",
@@ -231,7 +278,7 @@ class _Builder:
                 "safety_alert",
             ),
             lambda: ok(
-                "corpus/envelope/custom",
+                self.t("envelope", "custom"),
                 self.envelope(
                     event_type="custom",
                     use_case="custom",
@@ -243,7 +290,7 @@ class _Builder:
                 "custom",
             ),
             lambda: ok(
-                "corpus/envelope/feedback",
+                self.t("envelope", "feedback"),
                 self.envelope(
                     event_type="operator_feedback",
                     use_case="feedback",
@@ -255,7 +302,7 @@ class _Builder:
         ]
 
     # -- invalid -------------------------------------------------------------------------------------
-    def invalid(self) -> list[Callable[[], CorpusMessage]]:
+    def invalid(self, unrouted_topic: str) -> list[Callable[[], CorpusMessage]]:
         def bad(topic: str, payload: bytes, reason: str) -> CorpusMessage:
             return CorpusMessage(topic, payload, None, reason)
 
@@ -264,41 +311,46 @@ class _Builder:
 
         return [
             lambda: bad(
-                "corpus/envelope/x", b'{"event_type": "custom", ' + self.next_id().encode(), "invalid_json"
+                self.t("envelope", "x"),
+                b'{"event_type": "custom", ' + self.next_id().encode(),
+                "invalid_json",
             ),
             lambda: bad(
-                "corpus/envelope/x",
+                self.t("envelope", "x"),
                 b'{"event_type": "custom", "use_case": "custom", "n": NaN, "id": "'
                 + self.next_id().encode()
                 + b'"}',
                 "non_finite_number",
             ),
-            lambda: bad("corpus/envelope/x", env(event_type="party", use_case="custom"), "invalid_value"),
+            lambda: bad(self.t("envelope", "x"), env(event_type="party", use_case="custom"), "invalid_value"),
             lambda: bad(
-                "corpus/envelope/x",
+                self.t("envelope", "x"),
                 env(event_type="custom", use_case="custom", external_id="x" * 1001),
                 "too_long",
             ),
             lambda: bad(
-                "corpus/envelope/x",
+                self.t("envelope", "x"),
                 env(event_type="custom", use_case="custom", custom_metadata={"a": [1]}),
                 "invalid_type",
             ),
             lambda: bad(
-                "corpus/envelope/x",
+                self.t("envelope", "x"),
                 env(event_type="custom", use_case="custom", timestamp="2001-01-01T00:00:00Z"),
                 "timestamp_out_of_range",
             ),
-            lambda: bad("corpus/envelope/x", env(use_case="custom"), "missing_field"),
-            lambda: bad("nowhere/" + self.next_id(), env(event_type="custom", use_case="custom"), "no_route"),
-            lambda: bad("corpus/line-1/qc", orjson.dumps({"surprise": self.next_id()}), "unknown_format"),
+            lambda: bad(self.t("envelope", "x"), env(use_case="custom"), "missing_field"),
+            lambda: bad(unrouted_topic, env(event_type="custom", use_case="custom"), "no_route"),
+            lambda: bad(self.t("line-1", "qc"), orjson.dumps({"surprise": self.next_id()}), "unknown_format"),
         ]
 
 
-def build_corpus(count: int, *, seed: int = 7, invalid_ratio: float = 0.15) -> list[CorpusMessage]:
-    """``count`` messages, about ``invalid_ratio`` of them invalid or unrouted, in a shuffled order."""
-    builder = _Builder(seed)
-    valid, invalid = builder.valid(), builder.invalid()
+def build_corpus(
+    count: int, *, seed: int = 7, invalid_ratio: float = 0.15, topics: Topics | None = None
+) -> list[CorpusMessage]:
+    """``count`` messages, about ``invalid_ratio`` of them invalid or unrouted, in a random order."""
+    naming = topics or Topics()
+    builder = _Builder(seed, naming)
+    valid, invalid = builder.valid(), builder.invalid(naming.unrouted_topic())
     messages = []
     for index in range(count):
         if builder.rng.random() < invalid_ratio:
