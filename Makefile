@@ -10,9 +10,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: run the bundled sample messages through the pipeline into a local API stand-in
+## demo: publish the sample results to a local Mosquitto; the consumer delivers them to a local API stand-in
 demo: $(STAMP)
-	$(PYTHON) -m consumer.cli demo
+	@if [ "$(BROKERS)" = local ]; then scripts/brokers.sh start-mqtt >&2 && eval "$$(scripts/brokers.sh env)"; fi; \
+	$(PYTHON) -m consumer demo
 
 # Real brokers on loopback (scripts/brokers.sh). BROKERS=external uses KAFKA_BOOTSTRAP_SERVERS /
 # MQTT_URL from the environment instead (or testcontainers where a Docker engine runs).

@@ -135,7 +135,7 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Send the bundled sample messages through the pipeline into the local stand-in."""
-    return run_demo(verbose=args.verbose)
+    return run_demo(mqtt_url=args.mqtt_url, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="run the sample messages into a local stand-in, no account needed"
+    )
+    demo.add_argument(
+        "--mqtt-url", help="publish the samples to this broker (default: $MQTT_URL; none: from a file)"
     )
     demo.add_argument("--verbose", action="store_true", help="show the consumer's logs")
     demo.set_defaults(handler=cmd_demo)
