@@ -10,19 +10,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumer.config import Settings, SinkKind, SourceKind, masked_settings
+from consumer.config import DeadLetterKind, Settings, SinkKind, SourceKind, masked_settings
 from consumer.deadletter import DeadLetterWriter, JsonlDeadLetterWriter
+from consumer.deadletter.kafka import KafkaDeadLetterWriter
+from consumer.deadletter.mqtt import MqttDeadLetterWriter
 from consumer.health import OpsServer
 from consumer.metrics import Metrics
 from consumer.normalize import Normalizer
 from consumer.pipeline import Pipeline, PipelineStats
-from consumer.routing import load_routes
+from consumer.routing import RoutingTable, load_routes
 from consumer.sinks.base import Sink
 from consumer.sinks.cloud import CloudSink
 from consumer.sinks.jsonl import JsonlSink
 from consumer.sinks.local import LocalSink
 from consumer.sources.base import Source
 from consumer.sources.file import FileSource
+from consumer.sources.kafka import KafkaSource
+from consumer.sources.mqtt import MqttSource
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +43,33 @@ def build_sink(settings: Settings, metrics: Metrics) -> Sink:
     return JsonlSink(settings.sink.jsonl)
 
 
-def build_source(settings: Settings) -> Source:
+def route_filters(table: RoutingTable) -> list[str]:
+    """The MQTT filters the routes match, the default subscriptions."""
+    return [r.pattern.mqtt_filter for r in table.routes if r.pattern.mqtt_filter is not None]
+
+
+def build_source(settings: Settings, table: RoutingTable, metrics: Metrics) -> Source:
     """The source the settings name."""
-    if settings.source.type is SourceKind.FILE:
-        return FileSource(settings.source.file.path, settings.source.file.default_topic)
-    raise NotImplementedError(settings.source.type)
+    kind = settings.source.type
+    if kind is SourceKind.MQTT:
+        return MqttSource(settings.source.mqtt, route_filters(table), metrics)
+    if kind is SourceKind.KAFKA:
+        return KafkaSource(settings.source.kafka, metrics)
+    return FileSource(settings.source.file.path, settings.source.file.default_topic)
 
 
-def build_dead_letters(settings: Settings) -> DeadLetterWriter:
+def build_dead_letters(settings: Settings, table: RoutingTable) -> DeadLetterWriter:
     """The dead-letter writer the settings name."""
+    kind = settings.dead_letter.type
+    if kind is DeadLetterKind.KAFKA:
+        kafka_source = settings.source.kafka if settings.source.type is SourceKind.KAFKA else None
+        return KafkaDeadLetterWriter(settings.dead_letter.kafka, kafka_source)
+    if kind is DeadLetterKind.MQTT:
+        mqtt_source = settings.source.mqtt
+        filters: list[str] = []
+        if settings.source.type is SourceKind.MQTT:
+            filters = [s.filter for s in mqtt_source.subscriptions] or route_filters(table)
+        return MqttDeadLetterWriter(settings.dead_letter.mqtt, mqtt_source, source_filters=filters)
     return JsonlDeadLetterWriter(Path(settings.dead_letter.jsonl.path))
 
 
@@ -73,13 +95,14 @@ class App:
         self.settings = settings
         self.metrics = metrics or Metrics()
         table = load_routes(settings.routes)
+        self.table = table
         self.normalizer = Normalizer(
             table,
             settings.limits,
             settings.images,
             on_annotations_dropped=lambda reason: self.metrics.annotations_dropped.labels(reason).inc(),
         )
-        self.source = source if source is not None else build_source(settings)
+        self.source = source if source is not None else build_source(settings, table, self.metrics)
         self._serve_ops = serve_ops
         self.stop = asyncio.Event()
         self.ops: OpsServer | None = None
@@ -103,7 +126,7 @@ class App:
         """Consume until the input ends or SIGTERM/SIGINT, then drain within the deadline."""
         log.info("starting", extra={"config": masked_settings(self.settings)})
         sink = build_sink(self.settings, self.metrics)
-        dead_letters = build_dead_letters(self.settings)
+        dead_letters = build_dead_letters(self.settings, self.table)
         pipeline = Pipeline(self.normalizer, sink, dead_letters, self.metrics, self.settings.batch)
         self.pipeline = pipeline
         if self._serve_ops:
@@ -116,8 +139,13 @@ class App:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._request_stop, sig)
         progress = loop.create_task(self._report_progress(pipeline))
+        failure: BaseException | None = None
         try:
-            await self.source.run(pipeline, self.stop)
+            try:
+                await self.source.run(pipeline, self.stop)
+            except Exception as exc:  # drain what is in flight before reporting the failure
+                log.exception("the source failed; draining in-flight work before exiting")
+                failure = exc
             drained = await pipeline.close(self.settings.shutdown_deadline_seconds)
             await self.source.aclose()
         finally:
@@ -140,6 +168,8 @@ class App:
                 "drained": drained,
             },
         )
+        if failure is not None:
+            raise failure
         return RunResult(stats, drained)
 
     def _request_stop(self, sig: signal.Signals) -> None:

@@ -22,7 +22,7 @@ import yaml
 from consumer.app import App
 from consumer.config import ImagesConfig, LimitsConfig, Settings, load_settings, masked_settings
 from consumer.demo import run_demo
-from consumer.errors import ConfigError, MessageError
+from consumer.errors import ConfigError, ConsumerError, MessageError
 from consumer.fakeapi import serve
 from consumer.logs import configure_logging
 from consumer.model import InboundMessage
@@ -202,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         return EXIT_USAGE
+    except ConsumerError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
     return code

@@ -197,3 +197,10 @@ class Metrics:
         self.kafka_commits = Counter(
             "kafka_commits", "Offset commits, by outcome.", ["outcome"], namespace=ns, registry=r
         )
+        self.kafka_errors = Counter(
+            "kafka_errors",
+            "Non-fatal Kafka client errors, by librdkafka error name.",
+            ["code"],
+            namespace=ns,
+            registry=r,
+        )

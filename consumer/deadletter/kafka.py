@@ -1,0 +1,336 @@
+"""Dead letters as Kafka records: the original bytes as the value, the context in headers.
+
+A record is written with ``acks=all`` and an idempotent producer; :meth:`KafkaDeadLetterWriter.write`
+returns only when the broker acknowledged every record, else raises
+:class:`~consumer.errors.DeadLetterError` (then nothing is acknowledged upstream). The producer
+works off the event loop (``asyncio.to_thread``), one write at a time.
+
+The record::
+
+    key      the original message's key (None when it had none)
+    value    the original payload, byte for byte
+    headers  the original headers, unchanged, then the context as UTF-8 text:
+             vec.reason  vec.detail  vec.path  vec.source  vec.source.topic
+             vec.source.partition  vec.source.offset  vec.source.qos  vec.event_id  vec.status
+             vec.attempts  vec.received_at  vec.dead_lettered_at
+             (a header is left out when its value is unknown)
+
+:func:`record_from_kafka_message` is the inverse, for replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from consumer.config import KafkaDeadLetterConfig, KafkaSourceConfig
+from consumer.deadletter.base import DeadLetterRecord
+from consumer.errors import ConfigError, DeadLetterError
+from consumer.sources.kafka import LibrdkafkaLog, Settings, is_security_setting, mask_settings, redact
+
+log = logging.getLogger(__name__)
+
+REASON: Final = "vec.reason"
+DETAIL: Final = "vec.detail"
+PATH: Final = "vec.path"
+SOURCE: Final = "vec.source"
+SOURCE_TOPIC: Final = "vec.source.topic"
+SOURCE_PARTITION: Final = "vec.source.partition"
+SOURCE_OFFSET: Final = "vec.source.offset"
+SOURCE_QOS: Final = "vec.source.qos"
+EVENT_ID: Final = "vec.event_id"
+STATUS: Final = "vec.status"
+ATTEMPTS: Final = "vec.attempts"
+RECEIVED_AT: Final = "vec.received_at"
+DEAD_LETTERED_AT: Final = "vec.dead_lettered_at"
+CONTEXT_HEADERS: Final = frozenset(
+    {
+        REASON,
+        DETAIL,
+        PATH,
+        SOURCE,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        SOURCE_QOS,
+        EVENT_ID,
+        STATUS,
+        ATTEMPTS,
+        RECEIVED_AT,
+        DEAD_LETTERED_AT,
+    }
+)
+# Coordinates carried in headers: (coordinates key, header, is an integer).
+_COORDINATES: Final = (
+    ("source", SOURCE, False),
+    ("topic", SOURCE_TOPIC, False),
+    ("partition", SOURCE_PARTITION, True),
+    ("offset", SOURCE_OFFSET, True),
+    ("qos", SOURCE_QOS, True),
+)
+# The explanation can be long (an API's error body); it travels in a header, keep it bounded.
+MAX_DETAIL_CHARS: Final = 4000
+# Above librdkafka's 1 MB default: a dead letter is as large as the message plus its context.
+# The dead-letter topic's max.message.bytes must be at least the source topic's.
+_DEFAULT_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024 + 64 * 1024
+_FLUSH_MARGIN_SECONDS: Final = 2.0
+# Aliases of the settings this writer forces.
+_FORCED_ALIASES: Final = ("request.required.acks", "delivery.timeout.ms")
+
+
+# -- the record mapping ----------------------------------------------------------------------------
+
+
+def record_key(record: DeadLetterRecord) -> bytes | None:
+    """The Kafka key of a dead letter: the original message's key, if it had one."""
+    key = record.coordinates.get("key")
+    return None if key is None else str(key).encode("utf-8")
+
+
+def record_headers(record: DeadLetterRecord) -> list[tuple[str, bytes]]:
+    """The original headers, then the context headers (see the module docstring)."""
+    context: list[tuple[str, str]] = [
+        (REASON, record.reason),
+        (DETAIL, record.detail[:MAX_DETAIL_CHARS]),
+        (PATH, record.path),
+    ]
+    for name, header, _ in _COORDINATES:
+        value = record.coordinates.get(name)
+        if value is not None:
+            context.append((header, str(value)))
+    if record.event_id is not None:
+        context.append((EVENT_ID, record.event_id))
+    if record.status is not None:
+        context.append((STATUS, str(record.status)))
+    context += [
+        (ATTEMPTS, str(record.attempts)),
+        (RECEIVED_AT, repr(float(record.received_at))),
+        (DEAD_LETTERED_AT, repr(float(record.dead_lettered_at))),
+    ]
+    return [*record.headers, *((k, v.encode("utf-8", "backslashreplace")) for k, v in context)]
+
+
+def record_from_parts(
+    value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes | str | None]]
+) -> DeadLetterRecord:
+    """A dead-letter record from a Kafka record's value, key and headers (inverse of the writer).
+
+    Raises ValueError when the record is not a dead letter (no ``vec.reason``) or a context
+    header is malformed.
+    """
+    context: dict[str, str] = {}
+    original: list[tuple[str, bytes]] = []
+    for name, raw in headers:
+        data = raw.encode("utf-8") if isinstance(raw, str) else (raw or b"")
+        if name in CONTEXT_HEADERS:
+            context[name] = data.decode("utf-8", "replace")
+        else:
+            original.append((name, data))
+    if REASON not in context:
+        raise ValueError(f"not a dead-letter record: no {REASON} header")
+    coordinates: dict[str, Any] = {}
+    for name, header, numeric in _COORDINATES:
+        if header in context:
+            coordinates[name] = _int(context, header) if numeric else context[header]
+    if key is not None:
+        coordinates["key"] = key.decode("utf-8", "backslashreplace")
+    return DeadLetterRecord(
+        payload=value or b"",
+        reason=context[REASON],
+        detail=context.get(DETAIL, ""),
+        coordinates=coordinates,
+        received_at=_float(context, RECEIVED_AT),
+        dead_lettered_at=_float(context, DEAD_LETTERED_AT),
+        attempts=_int(context, ATTEMPTS) if ATTEMPTS in context else 1,
+        path=context.get(PATH, ""),
+        event_id=context.get(EVENT_ID),
+        status=_int(context, STATUS) if STATUS in context else None,
+        headers=tuple(original),
+    )
+
+
+def record_from_kafka_message(message: Message) -> DeadLetterRecord:
+    """The dead-letter record a message of the dead-letter topic carries (for replay)."""
+    error = message.error()
+    if error is not None:
+        raise ValueError(f"not a record: {error}")
+    headers = message.headers() or []
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    return record_from_parts(message.value(), message.key(), items)
+
+
+def _int(context: Mapping[str, str], header: str) -> int:
+    try:
+        return int(context[header])
+    except ValueError:
+        raise ValueError(f"dead-letter header {header} is not an integer: {context[header]!r}") from None
+
+
+def _float(context: Mapping[str, str], header: str) -> float:
+    if header not in context:
+        return 0.0
+    try:
+        return float(context[header])
+    except ValueError:
+        raise ValueError(f"dead-letter header {header} is not a number: {context[header]!r}") from None
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+def producer_settings(config: KafkaDeadLetterConfig, source: KafkaSourceConfig | None) -> Settings:
+    """The librdkafka producer settings (secrets included: never log them, log a masked copy).
+
+    The bootstrap servers default to the source's. The security settings (``security.protocol``,
+    ``sasl.*``, ``ssl.*``) default to the source's as a group: when the dead-letter config sets
+    any of them itself, none of the source's are taken, so credentials of two clusters are never
+    mixed. ``acks=all``, idempotence and the delivery timeout are forced.
+    """
+    own: Settings = dict(config.settings)
+    if config.sasl_password is not None:
+        own["sasl.password"] = config.sasl_password.get_secret_value()
+    bootstrap = config.bootstrap_servers or (source.bootstrap_servers if source is not None else None)
+    if not bootstrap:
+        raise ConfigError("dead_letter.kafka.bootstrap_servers is required when the source is not Kafka")
+    settings: Settings = {
+        "bootstrap.servers": bootstrap,
+        "client.id": "vision-events-consumer-dead-letters",
+        "linger.ms": 5,
+        "message.max.bytes": _DEFAULT_MESSAGE_MAX_BYTES,
+    }
+    if source is not None and not any(is_security_setting(key) for key in own):
+        settings.update({k: v for k, v in source.librdkafka().items() if is_security_setting(k)})
+    settings.update(own)
+    for alias in _FORCED_ALIASES:
+        settings.pop(alias, None)
+    settings.update(
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "message.timeout.ms": max(1, int(config.timeout_seconds * 1000)),
+        }
+    )
+    return settings
+
+
+# -- the writer ------------------------------------------------------------------------------------
+
+
+class KafkaDeadLetterWriter:
+    """Writes dead letters to a Kafka topic and returns only once the broker acknowledged them."""
+
+    def __init__(self, config: KafkaDeadLetterConfig, source: KafkaSourceConfig | None) -> None:
+        self.topic = config.topic
+        self._timeout = config.timeout_seconds
+        self._settings = producer_settings(config, source)
+        self._lock = asyncio.Lock()
+        self._fatal = False
+        self._producer: Producer | None = self._new_producer()
+        log.info(
+            "kafka dead-letter writer ready",
+            extra={"topic": self.topic, "settings": mask_settings(self._settings)},
+        )
+
+    def __repr__(self) -> str:
+        return f"KafkaDeadLetterWriter(topic={self.topic!r}, settings={mask_settings(self._settings)!r})"
+
+    def _new_producer(self) -> Producer:
+        config: dict[str, Any] = {
+            **self._settings,
+            "error_cb": self._on_error,
+            "logger": LibrdkafkaLog(f"{__name__}.librdkafka"),
+        }
+        try:
+            return Producer(config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            problem = redact(str(exc), self._settings)
+        # Raised outside the except block: the original, unredacted error is not chained.
+        raise ConfigError(f"invalid Kafka dead-letter settings: {problem}")
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = True
+        log.debug("dead-letter producer: %s", redact(str(error), self._settings))
+
+    async def write(self, records: Sequence[DeadLetterRecord]) -> None:
+        """Produce every record and wait for the broker's acknowledgement of each."""
+        if not records:
+            return
+        async with self._lock:
+            await asyncio.to_thread(self._write, list(records))
+
+    def _write(self, records: list[DeadLetterRecord]) -> None:
+        if self._producer is None or self._fatal:
+            # An idempotent producer that hit a fatal error cannot be used again: start afresh.
+            self._fatal = False
+            self._producer = self._new_producer()
+        producer = self._producer
+        deadline = time.monotonic() + self._timeout
+        failures: list[str] = []
+        acked = 0
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            nonlocal acked
+            if error is None:
+                acked += 1
+                return
+            if error.fatal():
+                self._fatal = True
+            failures.append(redact(str(error), self._settings))
+
+        for record in records:
+            self._produce(producer, record, delivered, deadline)
+        remaining = producer.flush(max(0.0, deadline - time.monotonic()) + _FLUSH_MARGIN_SECONDS)
+        if remaining:
+            raise DeadLetterError(
+                f"{remaining} dead letter(s) not acknowledged by Kafka topic {self.topic} "
+                f"within {self._timeout:g}s"
+            )
+        if failures or acked != len(records):
+            raise DeadLetterError(
+                f"{len(records) - acked} of {len(records)} dead letter(s) not written to Kafka topic "
+                f"{self.topic}: {failures[0] if failures else 'no delivery report'}"
+            )
+
+    def _produce(
+        self,
+        producer: Producer,
+        record: DeadLetterRecord,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+        deadline: float,
+    ) -> None:
+        headers: list[tuple[str, str | bytes | None]] = [*record_headers(record)]
+        while True:
+            try:
+                producer.produce(
+                    self.topic,
+                    value=record.payload,
+                    key=record_key(record),
+                    headers=headers,
+                    on_delivery=on_delivery,
+                )
+            except BufferError:
+                # The local queue is full: let deliveries drain it, within the deadline.
+                if time.monotonic() >= deadline:
+                    raise DeadLetterError(
+                        f"the dead-letter producer's queue stayed full for {self._timeout:g}s"
+                    ) from None
+                producer.poll(0.1)
+                continue
+            except KafkaException as exc:
+                raise DeadLetterError(
+                    f"cannot produce a dead letter to {self.topic}: {redact(str(exc), self._settings)}"
+                ) from None
+            return
+
+    async def aclose(self) -> None:
+        """Wait for anything still queued, then release the producer."""
+        async with self._lock:
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                await asyncio.to_thread(producer.flush, self._timeout)

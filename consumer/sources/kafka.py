@@ -1,0 +1,854 @@
+"""Messages from Kafka (confluent-kafka 2 / librdkafka), at least once, with ordered offset commits.
+
+Threading
+    One dedicated thread owns the ``confluent_kafka.Consumer``: it creates it, subscribes,
+    calls ``consume()`` in batches, stores and commits offsets, pauses and resumes partitions,
+    and closes it. librdkafka serves every callback (rebalance, errors, statistics, commit
+    results, logs) from inside ``consume()``, so they all run on that thread too. The event
+    loop never touches the consumer. Each consumed batch reaches the pipeline in one hop,
+    ``asyncio.run_coroutine_threadsafe(pipeline.submit(batch), loop)``.
+
+Offsets
+    Every message is registered, in receive order, in an :class:`OffsetBook` lane per
+    (topic, partition). Its ``ack`` (called by the pipeline on the event loop once the message
+    was delivered or dead-lettered) settles it; the book releases the contiguous settled prefix
+    of the lane, so the committable offset of a partition (last released + 1) never passes a
+    message still in flight. The thread stores those offsets and commits them asynchronously
+    every ``commit_interval_seconds``; it commits synchronously when partitions are revoked
+    (only theirs) and at the end. A revoked or lost partition's lane is dropped: acks of its
+    old messages do nothing, and the new owner redelivers them (event ids are idempotent).
+
+Backpressure
+    Before handing a batch over the thread asks ``pipeline.has_room(n)``. When there is no
+    room (or a hand-off has not finished) for ``pause_after_seconds``, it pauses every assigned
+    partition and keeps calling ``consume()``, which fetches nothing but keeps the group
+    membership and ``max.poll.interval.ms`` alive, until there is room for a full batch again.
+    Between two ``consume()`` calls the thread waits at most ``consume_timeout_seconds`` or
+    ``pause_after_seconds`` (a synchronous commit or ``close()`` aside), far below
+    ``max.poll.interval.ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumer.config import MASK, KafkaSourceConfig
+from consumer.errors import ConfigError, ConsumerError
+from consumer.metrics import Metrics
+from consumer.model import InboundMessage
+from consumer.pipeline import Pipeline
+from consumer.sources.acks import OrderedAcks
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+Settings = dict[str, str | int | float | bool]
+
+# librdkafka settings whose values are secrets (masked in logs and reprs, redacted from errors).
+_SECRET_SETTING: Final = re.compile(
+    r"password|secret|jaas|token|credential|authorization|api[_.-]?key|\.pem|oauthbearer\.config",
+    re.IGNORECASE,
+)
+# librdkafka settings that say how to reach and authenticate to a cluster.
+_SECURITY_SETTING: Final = re.compile(r"^(security\.protocol$|sasl\.|ssl\.|ssl_|enable\.ssl\.)")
+
+_IDLE_WAIT_SECONDS: Final = 0.1
+_ERROR_LOG_INTERVAL_SECONDS: Final = 30.0
+_CLOSE_TIMEOUT_SECONDS: Final = 60.0
+_CONNECTION_ERRORS: Final = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+
+def is_secret_setting(key: str) -> bool:
+    """Whether a librdkafka setting holds a secret."""
+    return bool(_SECRET_SETTING.search(key))
+
+
+def is_security_setting(key: str) -> bool:
+    """Whether a librdkafka setting belongs to the connection's security (protocol, SASL, TLS)."""
+    return bool(_SECURITY_SETTING.match(key))
+
+
+def mask_settings(settings: Mapping[str, object]) -> dict[str, object]:
+    """A copy safe to log: secret values replaced by ``**********``, callbacks left out."""
+    return {
+        key: MASK if is_secret_setting(key) else value
+        for key, value in settings.items()
+        if isinstance(value, str | int | float | bool)
+    }
+
+
+def redact(text: str, settings: Mapping[str, object]) -> str:
+    """``text`` with every secret value of ``settings`` replaced by ``**********``."""
+    for key, value in settings.items():
+        if is_secret_setting(key) and isinstance(value, str) and value:
+            text = text.replace(value, MASK)
+    return text
+
+
+def consumer_settings(config: KafkaSourceConfig) -> Settings:
+    """The librdkafka consumer settings: our defaults, then ``config.librdkafka()`` on top.
+
+    Two settings are forced, because the commit design depends on them: offsets are stored by
+    this source only after a message settled (``enable.auto.offset.store=false``), and
+    committed by it on a timer, on revoke and at shutdown (``enable.auto.commit=false``).
+    Secrets included: never log the result, log :func:`mask_settings` of it.
+    """
+    settings: Settings = {
+        "group.id": config.group_id,
+        "client.id": "vision-events-consumer",
+        "auto.offset.reset": "earliest",
+        "statistics.interval.ms": 5000,
+        "enable.partition.eof": False,
+    }
+    passthrough = config.librdkafka()
+    # The KIP-848 protocol assigns on the broker and refuses a client-side assignor.
+    if str(passthrough.get("group.protocol", "classic")).lower() != "consumer":
+        settings["partition.assignment.strategy"] = "cooperative-sticky"
+    settings.update(passthrough)
+    for key in ("enable.auto.offset.store", "enable.auto.commit"):
+        if key in passthrough and passthrough[key] not in (False, "false"):
+            log.warning(
+                "ignoring %s=%s: this source stores and commits offsets itself", key, passthrough[key]
+            )
+        settings[key] = False
+    return settings
+
+
+# -- offset bookkeeping --------------------------------------------------------------------------------
+
+
+class OffsetBook:
+    """The committable offset of each partition, from messages settled in any order.
+
+    Thread-safe: the consumer thread registers messages and takes offsets, the event loop
+    settles them through each message's ``ack``. ``on_release`` is called (from the settling
+    thread) whenever a settle released something, to wake the consumer thread.
+    """
+
+    def __init__(self, on_release: Callable[[], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._acks: OrderedAcks[int] = OrderedAcks()
+        self._done: dict[Partition, int] = {}
+        self._stored: dict[Partition, int] = {}
+        self._last: dict[Partition, int] = {}
+        self._on_release = on_release
+
+    def register(self, topic: str, partition: int, offset: int) -> Callable[[], None]:
+        """Record a received message (in receive order); returns the callable that settles it."""
+        lane = (topic, partition)
+        with self._lock:
+            if offset <= self._last.get(lane, -1):
+                # A rewind (seek, offset reset): start a new lane so the release order stays the
+                # offset order; acks of the old lane's messages release nothing any more.
+                self._acks.drop(lane)
+            self._last[lane] = offset
+            handle = self._acks.register(lane, offset)
+        return functools.partial(self._settle, lane, handle)
+
+    def _settle(self, lane: Partition, handle: tuple[Any, Any]) -> None:
+        with self._lock:
+            released = self._acks.settle(handle)
+            if not released:
+                return
+            committable = released[-1] + 1
+            if committable > self._done.get(lane, -1):
+                self._done[lane] = committable
+        if self._on_release is not None:
+            self._on_release()
+
+    def committable(self, partitions: Collection[Partition] | None = None) -> dict[Partition, int]:
+        """The committable offset (last settled in order + 1) of each partition that has one."""
+        with self._lock:
+            return {
+                lane: offset
+                for lane, offset in self._done.items()
+                if partitions is None or lane in partitions
+            }
+
+    def take_unstored(self, partitions: Collection[Partition]) -> dict[Partition, int]:
+        """Committable offsets of ``partitions`` that advanced since the last call (to store)."""
+        with self._lock:
+            fresh = {
+                lane: offset
+                for lane, offset in self._done.items()
+                if lane in partitions and offset > self._stored.get(lane, -1)
+            }
+            self._stored.update(fresh)
+            return fresh
+
+    def in_flight(self, topic: str, partition: int) -> int:
+        """Messages of the partition received and not yet released."""
+        return self._acks.pending((topic, partition))
+
+    def release(self, partitions: Collection[Partition]) -> dict[Partition, int]:
+        """Forget ``partitions`` (revoked or lost); returns their last committable offsets.
+
+        Late acks of their messages do nothing afterwards, even if the partition comes back.
+        """
+        with self._lock:
+            done: dict[Partition, int] = {}
+            for lane in partitions:
+                self._acks.drop(lane)
+                self._last.pop(lane, None)
+                self._stored.pop(lane, None)
+                offset = self._done.pop(lane, None)
+                if offset is not None:
+                    done[lane] = offset
+            return done
+
+
+# -- the source ----------------------------------------------------------------------------------------
+
+
+class KafkaSourceError(ConsumerError):
+    """The Kafka consumer cannot go on: a fatal librdkafka error, or the hand-off failed."""
+
+
+class _Throttle:
+    """Lets each key through at most once per interval, counting what it held back meanwhile."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[object, float] = {}
+        self._held: dict[object, int] = {}
+
+    def allow(self, key: object) -> int | None:
+        """None when ``key`` is held back; else how many of it were held back since it last passed."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._held.pop(key, 0)
+
+
+class _RateLimitedLog:
+    """Warnings keyed by an error code, each code at most once per interval."""
+
+    def __init__(self, interval: float) -> None:
+        self._throttle = _Throttle(interval)
+
+    def warning(self, code: str, message: str, **extra: Any) -> None:
+        suppressed = self._throttle.allow(code)
+        if suppressed is not None:
+            log.warning(message, extra={**extra, "code": code, "suppressed": suppressed})
+
+
+class LibrdkafkaLog:
+    """Where librdkafka's own log lines go (its ``logger`` setting): Python logging, rate-limited.
+
+    librdkafka logs every failed reconnect; a broker that is down for an hour must not write
+    thousands of identical lines. Each (level, facility) passes at most once per interval.
+    """
+
+    def __init__(self, name: str, interval: float = _ERROR_LOG_INTERVAL_SECONDS) -> None:
+        self._logger = logging.getLogger(name)
+        self._throttle = _Throttle(interval)
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """Called by confluent-kafka as ``log(level, "%s [%s] %s", facility, client, text)``."""
+        if not self._logger.isEnabledFor(level):
+            return
+        suppressed = self._throttle.allow((level, args[0] if args else msg))
+        if suppressed is not None:
+            self._logger.log(level, msg, *args, extra={"suppressed": suppressed} if suppressed else None)
+
+
+class KafkaSource:
+    """Consumes Kafka topics into the pipeline, committing only settled offsets, in order.
+
+    Shutdown order (the app must follow it, or the last offsets are not committed):
+
+    1. set ``stop``: :meth:`run` stops handing over batches, pauses every partition and
+       returns promptly (it waits at most ``submit_grace_seconds`` for a hand-off in progress).
+       The consumer thread keeps polling, paused, so the group membership stays alive;
+    2. ``await pipeline.close(deadline)``: in-flight messages settle and their acks advance
+       the committable offsets (periodic commits keep running meanwhile);
+    3. ``await source.aclose()``: the thread commits every committable offset synchronously,
+       closes the consumer (leaving the group) and ends.
+
+    What is not settled by step 3 is not committed, and is redelivered.
+    """
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        config: KafkaSourceConfig,
+        metrics: Metrics,
+        *,
+        pause_after_seconds: float = 0.5,
+        submit_grace_seconds: float = 5.0,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+    ) -> None:
+        if not config.topics:
+            raise ConfigError("source.kafka.topics is empty: name at least one topic or '^regex'")
+        self._config = config
+        self._metrics = metrics
+        self._settings = consumer_settings(config)
+        self._pause_after = pause_after_seconds
+        self._submit_grace = submit_grace_seconds
+        self._consumer_factory = consumer_factory
+        self._wake = threading.Event()
+        self._book = OffsetBook(on_release=self._wake.set)
+        self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
+        # Set from the event loop, read by the consumer thread.
+        self._stopping = threading.Event()
+        self._finishing = threading.Event()
+        self._control = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pipeline: Pipeline | None = None
+        self._exited: asyncio.Event | None = None
+        self._failure: BaseException | None = None
+        # Owned by the consumer thread (callbacks run on it too).
+        self._fatal: KafkaSourceError | None = None
+        self._assigned: frozenset[Partition] = frozenset()
+        self._new_partitions: set[Partition] = set()
+        self._paused: set[Partition] = set()
+        self._want_paused = False
+        self._pending: list[InboundMessage] = []
+        self._submission: concurrent.futures.Future[None] | None = None
+        self._stored_uncommitted = False
+        self._sync_committed: dict[Partition, int] = {}
+        self._connected = False
+        self._was_connected = False
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaSource(topics={self._config.topics!r}, group={self._config.group_id!r}, "
+            f"settings={mask_settings(self._settings)!r})"
+        )
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while at least one broker is up (librdkafka statistics) or after an assignment."""
+        return self._connected
+
+    @property
+    def assignment(self) -> frozenset[Partition]:
+        """The (topic, partition) pairs currently assigned to this member."""
+        return self._assigned
+
+    @property
+    def paused_partitions(self) -> int:
+        """Partitions currently paused for backpressure or shutdown."""
+        return len(self._paused)
+
+    # -- the event loop side --------------------------------------------------------------------------
+
+    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then return; the consumer stays open until :meth:`aclose`.
+
+        Raises :class:`KafkaSourceError` (or :class:`ConfigError` for unusable settings) when
+        the consumer failed for good.
+        """
+        if self._thread is not None:
+            raise RuntimeError("KafkaSource.run() may be called once")
+        self._loop = asyncio.get_running_loop()
+        self._pipeline = pipeline
+        self._exited = asyncio.Event()
+        self._thread = threading.Thread(target=self._main, name="kafka-consumer", daemon=True)
+        self._thread.start()
+        stopper = asyncio.ensure_future(stop.wait())
+        exited = asyncio.ensure_future(self._exited.wait())
+        try:
+            await asyncio.wait({stopper, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            exited.cancel()
+            with self._control:
+                self._stopping.set()
+                submission = self._submission
+            self._wake.set()
+        if self._failure is not None:
+            raise self._failure
+        if submission is not None:
+            await self._finish_submission(submission)
+
+    async def _finish_submission(self, submission: concurrent.futures.Future[None]) -> None:
+        """Give a hand-off in progress a short grace, then cancel it (its messages stay unacked)."""
+        waiter = asyncio.wrap_future(submission)
+        done, _ = await asyncio.wait({waiter}, timeout=self._submit_grace)
+        if not done:
+            log.warning("a batch hand-off did not finish after stop; cancelling it (it will be redelivered)")
+            waiter.cancel()
+            with contextlib.suppress(BaseException):
+                await waiter
+
+    async def aclose(self) -> None:
+        """Commit every settled offset synchronously, close the consumer and end the thread.
+
+        Call it after ``pipeline.close()``, so the drained messages' offsets are committed.
+        """
+        self._stopping.set()
+        self._finishing.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is None:
+            return
+        await asyncio.to_thread(thread.join, _CLOSE_TIMEOUT_SECONDS)
+        if thread.is_alive():
+            log.error("the Kafka consumer did not close in time; uncommitted offsets will be redelivered")
+
+    # -- the consumer thread --------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        consumer: Consumer | None = None
+        try:
+            consumer = self._create_consumer()
+            consumer.subscribe(
+                list(self._config.topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            log.info(
+                "kafka source subscribed",
+                extra={"topics": list(self._config.topics), "settings": mask_settings(self._settings)},
+            )
+            self._consume_until_finished(consumer)
+            self._commit_sync(consumer, self._book.committable(self._assigned), "shutdown")
+        except ConsumerError as exc:
+            self._failure = exc
+            log.error("kafka source failed", extra={"error": str(exc)})  # noqa: TRY400 - the message says it all
+        except BaseException as exc:
+            self._failure = KafkaSourceError(f"Kafka consumer failed: {type(exc).__name__}: {exc}")
+            log.exception("kafka source failed unexpectedly")
+        finally:
+            if consumer is not None:
+                self._close(consumer)
+            self._set_connected(False, quiet=True)
+            self._notify_exited()
+
+    def _create_consumer(self) -> Consumer:
+        config: dict[str, Any] = {
+            **self._settings,
+            "error_cb": self._on_error,
+            "stats_cb": self._on_stats,
+            "on_commit": self._on_commit,
+            "logger": LibrdkafkaLog(f"{__name__}.librdkafka"),
+        }
+        try:
+            return self._consumer_factory(config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            problem = redact(str(exc), self._settings)
+        # Raised outside the except block: the original, unredacted error is not chained.
+        raise ConfigError(f"invalid Kafka consumer settings: {problem}")
+
+    def _close(self, consumer: Consumer) -> None:
+        try:
+            consumer.close()  # revokes the assignment (our on_revoke commits) and leaves the group
+        except (KafkaException, RuntimeError) as exc:
+            log.warning(
+                "closing the Kafka consumer failed", extra={"error": redact(str(exc), self._settings)}
+            )
+        self._assigned = frozenset()
+        self._paused.clear()
+        self._metrics.kafka_paused_partitions.set(0)
+
+    def _notify_exited(self) -> None:
+        loop, exited = self._loop, self._exited
+        if loop is not None and exited is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(exited.set)
+
+    def _consume_until_finished(self, consumer: Consumer) -> None:
+        next_commit = time.monotonic() + self._config.commit_interval_seconds
+        while not self._finishing.is_set():
+            if self._fatal is not None:
+                raise self._fatal
+            if time.monotonic() >= next_commit:
+                self._commit_progress(consumer)
+                next_commit = time.monotonic() + self._config.commit_interval_seconds
+            self._settle_new_partitions(consumer)
+            if self._stopping.is_set():
+                if self._pending:
+                    log.info("stopping: %d consumed message(s) not handed over", len(self._pending))
+                    self._pending = []  # registered and never settled: their offsets stay uncommitted
+                self._pause_all(consumer)
+                self._idle(consumer)
+            else:
+                self._step(consumer)
+
+    def _step(self, consumer: Consumer) -> None:
+        if self._pending:
+            if self._wait_until(self._can_submit, 0.0 if self._want_paused else self._pause_after):
+                self._submit()
+            else:
+                self._pause_all(consumer)
+                self._idle(consumer)
+            return
+        if self._want_paused:
+            # Resume only with room for a whole batch, so a full pipeline does not make us flap.
+            if not (self._hand_off_done() and self._has_room(self._config.consume_batch_size)):
+                self._idle(consumer)
+                return
+            self._resume_all(consumer)
+        self._pending = self._convert(self._consume(consumer, self._config.consume_timeout_seconds))
+
+    def _consume(self, consumer: Consumer, timeout: float) -> list[Message]:
+        try:
+            return consumer.consume(num_messages=self._config.consume_batch_size, timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None or error.fatal():
+                raise KafkaSourceError(
+                    f"consuming from Kafka failed: {redact(str(exc), self._settings)}"
+                ) from None
+            self._record_error(error)
+            time.sleep(_IDLE_WAIT_SECONDS)
+            return []
+
+    def _idle(self, consumer: Consumer) -> None:
+        """Poll without fetching (everything is paused): callbacks run, the membership stays alive."""
+        messages = self._consume(consumer, 0)
+        if self._stopping.is_set():
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    self._on_message_error(error)
+        else:
+            # Fetched just before the pause took effect: keep them, in order.
+            self._pending.extend(self._convert(messages))
+        self._wake.wait(_IDLE_WAIT_SECONDS)
+        self._wake.clear()
+
+    def _wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopping.is_set() or self._finishing.is_set() or self._fatal:
+                return False
+            self._wake.wait(min(remaining, _IDLE_WAIT_SECONDS))
+            self._wake.clear()
+        return True
+
+    # -- hand-off -------------------------------------------------------------------------------------
+
+    def _has_room(self, incoming: int) -> bool:
+        pipeline = self._pipeline
+        return pipeline is not None and pipeline.has_room(incoming)
+
+    def _hand_off_done(self) -> bool:
+        """Whether no hand-off is in progress; raises if the last one failed."""
+        submission = self._submission
+        if submission is None:
+            return True
+        if not submission.done():
+            return False
+        self._submission = None
+        if not submission.cancelled() and (error := submission.exception()) is not None:
+            raise KafkaSourceError(f"the pipeline did not take a batch: {type(error).__name__}: {error}")
+        return True
+
+    def _can_submit(self) -> bool:
+        return self._hand_off_done() and self._has_room(len(self._pending))
+
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, []
+        loop, pipeline = self._loop, self._pipeline
+        if loop is None or pipeline is None:
+            return
+        with self._control:
+            if self._stopping.is_set() or loop.is_closed():
+                return  # not handed over: never acked, redelivered
+            submission = asyncio.run_coroutine_threadsafe(pipeline.submit(batch), loop)
+            self._submission = submission
+        submission.add_done_callback(lambda _done: self._wake.set())
+
+    def _convert(self, messages: list[Message]) -> list[InboundMessage]:
+        batch: list[InboundMessage] = []
+        now = time.time()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_message_error(error)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if (
+                topic is None
+                or partition is None
+                or offset is None
+                or (topic, partition) not in self._assigned
+            ):
+                continue  # fetched before its partition was revoked in this same consume() call
+            inbound = InboundMessage(
+                source="kafka",
+                topic=topic,
+                payload=message.value() or b"",  # a tombstone is an empty message: dead-lettered, visible
+                received_at=now,
+                subscription=topic,
+                key=message.key(),
+                headers=_headers_of(message),
+                partition=partition,
+                offset=offset,
+            )
+            inbound.ack = self._book.register(topic, partition, offset)
+            batch.append(inbound)
+        return batch
+
+    # -- pause and resume -----------------------------------------------------------------------------
+
+    def _pause_all(self, consumer: Consumer) -> None:
+        self._want_paused = True
+        todo = sorted(self._assigned - self._paused)
+        if not todo:
+            return
+        try:
+            consumer.pause([TopicPartition(topic, partition) for topic, partition in todo])
+        except KafkaException as exc:
+            self._errors.warning("pause", "pausing partitions failed", error=str(exc))
+            return
+        self._paused.update(todo)
+        self._metrics.kafka_paused_partitions.set(len(self._paused))
+        log.debug("paused %d partition(s)", len(todo))
+
+    def _resume_all(self, consumer: Consumer) -> None:
+        self._want_paused = False
+        todo = sorted(self._paused & self._assigned)
+        if todo:
+            try:
+                consumer.resume([TopicPartition(topic, partition) for topic, partition in todo])
+            except KafkaException as exc:
+                self._want_paused = True
+                self._errors.warning("resume", "resuming partitions failed", error=str(exc))
+                return
+            log.debug("resumed %d partition(s)", len(todo))
+        self._paused.clear()
+        self._metrics.kafka_paused_partitions.set(0)
+
+    def _settle_new_partitions(self, consumer: Consumer) -> None:
+        """Give partitions assigned meanwhile the pause state of the rest."""
+        if not self._new_partitions:
+            return
+        fresh = sorted(self._new_partitions & self._assigned)
+        self._new_partitions.clear()
+        if self._want_paused or self._stopping.is_set():
+            self._pause_all(consumer)
+        elif fresh:
+            # A partition this member paused, lost and got back may still carry the pause.
+            with contextlib.suppress(KafkaException):
+                consumer.resume([TopicPartition(topic, partition) for topic, partition in fresh])
+
+    # -- commits --------------------------------------------------------------------------------------
+
+    def _commit_progress(self, consumer: Consumer) -> None:
+        """Store the offsets that advanced and commit the stored ones asynchronously."""
+        fresh = self._book.take_unstored(self._assigned)
+        if fresh:
+            try:
+                consumer.store_offsets(offsets=_topic_partitions(fresh))
+            except KafkaException as exc:
+                self._errors.warning("store_offsets", "storing offsets failed", error=str(exc))
+            else:
+                self._stored_uncommitted = True
+        if self._stored_uncommitted:
+            self._stored_uncommitted = False
+            try:
+                consumer.commit(asynchronous=True)
+            except KafkaException as exc:
+                self._metrics.kafka_commits.labels("failed").inc()
+                self._errors.warning("commit", "committing offsets failed", error=str(exc))
+
+    def _commit_sync(self, consumer: Consumer, offsets: Mapping[Partition, int], why: str) -> None:
+        todo = {lane: offset for lane, offset in offsets.items() if self._sync_committed.get(lane) != offset}
+        if not todo:
+            return
+        try:
+            result = consumer.commit(offsets=_topic_partitions(todo), asynchronous=False)
+        except KafkaException as exc:
+            self._metrics.kafka_commits.labels("failed").inc()
+            log.warning(
+                "synchronous commit failed; those messages will be redelivered",
+                extra={"why": why, "error": str(exc), "offsets": _describe(todo)},
+            )
+            return
+        failed = [tp for tp in result or [] if tp.error is not None]
+        self._metrics.kafka_commits.labels("failed" if failed else "ok").inc()
+        for tp in result or []:
+            if tp.error is None and tp.topic is not None:
+                self._sync_committed[(tp.topic, tp.partition)] = tp.offset
+        if failed:
+            log.warning(
+                "synchronous commit failed for some partitions",
+                extra={"why": why, "failed": [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed]},
+            )
+        else:
+            log.info("committed offsets", extra={"why": why, "offsets": _describe(todo)})
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Result of an asynchronous commit (librdkafka does not report synchronous ones here)."""
+        try:
+            if error is None:
+                failed = [tp for tp in partitions if tp.error is not None]
+            elif error.code() == KafkaError._NO_OFFSET:
+                return
+            else:
+                failed = partitions
+            self._metrics.kafka_commits.labels("failed" if failed else "ok").inc()
+            if failed:
+                self._errors.warning(
+                    "commit", "asynchronous commit failed; retried at the next interval", error=str(error)
+                )
+                self._stored_uncommitted = True
+        except Exception:  # an exception in a callback would surface from consume()
+            log.exception("handling a commit result failed")
+
+    # -- rebalance callbacks (on the consumer thread, inside consume()/close()) -----------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            lanes = {(tp.topic, tp.partition) for tp in partitions if tp.topic is not None}
+            self._set_connected(True)  # a member of the group, even when a cooperative round adds nothing
+            if not lanes:
+                return
+            self._metrics.kafka_rebalances.labels("assign").inc()
+            self._assigned = self._assigned | lanes
+            self._new_partitions.update(lanes)
+            log.info(
+                "partitions assigned",
+                extra={"partitions": _describe_lanes(lanes), "assignment": len(self._assigned)},
+            )
+        except Exception:  # an exception in a callback would surface from consume()
+            log.exception("handling a partition assignment failed")
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            lanes = {(tp.topic, tp.partition) for tp in partitions if tp.topic is not None}
+            if not lanes:
+                return
+            self._metrics.kafka_rebalances.labels("revoke").inc()
+            done = self._forget(lanes)
+            # Still the owner during this callback: commit what is settled before the next owner starts.
+            self._commit_sync(consumer, done, "revoke")
+            for lane in lanes:
+                self._sync_committed.pop(lane, None)
+            log.info("partitions revoked", extra={"partitions": _describe_lanes(lanes)})
+        except Exception:  # an exception in a callback would surface from consume()
+            log.exception("handling a partition revocation failed")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            lanes = {(tp.topic, tp.partition) for tp in partitions if tp.topic is not None}
+            if not lanes:
+                return
+            self._metrics.kafka_rebalances.labels("lost").inc()
+            self._forget(lanes)  # another member may own them already: no commit
+            for lane in lanes:
+                self._sync_committed.pop(lane, None)
+            log.warning(
+                "partitions lost; their in-flight messages will be redelivered",
+                extra={"partitions": _describe_lanes(lanes)},
+            )
+        except Exception:  # an exception in a callback would surface from consume()
+            log.exception("handling lost partitions failed")
+
+    def _forget(self, lanes: set[Partition]) -> dict[Partition, int]:
+        """Drop everything about partitions this member no longer owns; returns their committable offsets."""
+        done = self._book.release(lanes)
+        self._assigned = self._assigned - lanes
+        self._new_partitions -= lanes
+        self._paused -= lanes
+        self._metrics.kafka_paused_partitions.set(len(self._paused))
+        self._pending = [m for m in self._pending if (m.topic, m.partition) not in lanes]
+        for topic, partition in lanes:
+            with contextlib.suppress(KeyError):
+                self._metrics.kafka_lag.remove(topic, str(partition))
+        return done
+
+    # -- errors, statistics, connection state ---------------------------------------------------------
+
+    def _on_error(self, error: KafkaError) -> None:
+        try:
+            self._record_error(error)
+            if error.code() in _CONNECTION_ERRORS:
+                self._set_connected(False)
+        except Exception:  # an exception in a callback would surface from consume()
+            log.exception("handling a Kafka error failed")
+
+    def _on_message_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        self._record_error(error)
+
+    def _record_error(self, error: KafkaError) -> None:
+        text = redact(str(error), self._settings)
+        if error.fatal():
+            self._fatal = KafkaSourceError(f"fatal Kafka error {error.name()}: {text}")
+            return
+        self._metrics.kafka_errors.labels(error.name()).inc()
+        self._errors.warning(error.name(), "kafka error", error=text, retriable=error.retriable())
+
+    def _on_stats(self, raw: str) -> None:
+        try:
+            stats = orjson.loads(raw)
+            brokers = stats.get("brokers") or {}
+            self._set_connected(any(b.get("state") == "UP" for b in brokers.values()))
+            assigned = self._assigned
+            for topic, topic_stats in (stats.get("topics") or {}).items():
+                for key, partition_stats in (topic_stats.get("partitions") or {}).items():
+                    partition = int(key)
+                    if (topic, partition) not in assigned:
+                        continue
+                    # Committed-based lag (what a restart would redo); the stored one before a first commit.
+                    lag = partition_stats.get("consumer_lag", -1)
+                    if lag < 0:
+                        lag = partition_stats.get("consumer_lag_stored", -1)
+                    if lag >= 0:
+                        self._metrics.kafka_lag.labels(topic, str(partition)).set(lag)
+        except Exception:  # an exception in a callback would surface from consume()
+            log.exception("reading librdkafka statistics failed")
+
+    def _set_connected(self, connected: bool, *, quiet: bool = False) -> None:
+        if connected and not self._connected:
+            if self._was_connected:
+                self._metrics.source_reconnects.labels(self.name).inc()
+                log.info("kafka connection re-established")
+            self._was_connected = True
+        elif not connected and self._connected and not quiet:
+            log.warning("kafka connection lost")
+        self._connected = connected
+        self._metrics.source_connected.labels(self.name).set(1 if connected else 0)
+
+
+def _headers_of(message: Message) -> tuple[tuple[str, bytes], ...]:
+    headers = message.headers()
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return tuple((key, value.encode() if isinstance(value, str) else (value or b"")) for key, value in items)
+
+
+def _topic_partitions(offsets: Mapping[Partition, int]) -> list[TopicPartition]:
+    return [
+        TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(offsets.items())
+    ]
+
+
+def _describe(offsets: Mapping[Partition, int]) -> dict[str, int]:
+    return {f"{topic}[{partition}]": offset for (topic, partition), offset in sorted(offsets.items())}
+
+
+def _describe_lanes(lanes: Collection[Partition]) -> list[str]:
+    return [f"{topic}[{partition}]" for topic, partition in sorted(lanes)]
