@@ -41,7 +41,9 @@ class Stack:
         port = free_port()
         settings: dict[str, Any] = {
             "routes": str(self.routes),
-            **self.transport.source_settings(client_id=f"{self.transport.topics.prefix}-{name}", group="e2e"),
+            **self.transport.source_settings(
+                client_id=f"{self.transport.topics.prefix}-{name}", group=f"{self.transport.topics.prefix}-group"
+            ),
             "sink": {"type": "cloud", "cloud": {"base_url": self.api.url, "api_key": API_KEY}},
             "batch": {"linger_ms": 50, "max_in_flight_events": 4000},
             "retry": {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 1.0},
@@ -184,7 +186,8 @@ def test_two_consumers_share_the_load(stack: Stack) -> None:
     stack.transport.publish(corpus)
     stack.wait_for_everything(corpus)
     delivered = [p.metric_total("vision_events_events_delivered_total") for p in (one, two)]
-    assert all(d > 0 for d in delivered), f"one consumer did all the work: {delivered}"
+    logs = "\n---\n".join(p.log_tail(30) for p in (one, two))
+    assert all(d > 0 for d in delivered), f"one consumer did all the work: {delivered}\n{logs}"
     assert sum(delivered) >= sum(1 for m in corpus if m.event_type is not None)
     stack.check_outcome(corpus, exactly_once_dead_letters=False)
     assert one.terminate(DRAIN_DEADLINE + 10) == 0

@@ -158,7 +158,13 @@ class KafkaTransport:
                     "bootstrap_servers": self.bootstrap,
                     "group_id": group,
                     "topics": [f"^{self.topics.prefix}[.-].*"],
-                    "settings": {"client.id": client_id, "topic.metadata.refresh.interval.ms": 1000},
+                    "settings": {
+                        "client.id": client_id,
+                        "topic.metadata.refresh.interval.ms": 1000,
+                        # A SIGKILLed member holds its partitions until the session times out.
+                        "session.timeout.ms": 6000,
+                        "heartbeat.interval.ms": 1000,
+                    },
                 },
             },
             "dead_letter": {"type": "kafka", "kafka": {"topic": self.dlq_topic}},
