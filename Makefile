@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STAMP := .cache/installed.stamp
 
-.PHONY: install demo test test-unit lint format clean schema brokers-start brokers-stop
+.PHONY: install demo test test-unit lint format clean schema brokers-start brokers-stop tools chart-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -18,11 +18,22 @@ demo: $(STAMP)
 # Real brokers on loopback (scripts/brokers.sh). BROKERS=external uses KAFKA_BOOTSTRAP_SERVERS /
 # MQTT_URL from the environment instead (or testcontainers where a Docker engine runs).
 BROKERS ?= local
+# Mosquitto drops messages beyond max_queued_messages (default 1000) per client; the end-to-end
+# tests publish 10 000-message bursts, as a site with a sized broker would (README: Operations).
+export MQTT_MAX_QUEUED_MESSAGES ?= 100000
 WITH_BROKERS = if [ "$(BROKERS)" = local ]; then scripts/brokers.sh start >&2 && eval "$$(scripts/brokers.sh env)"; fi;
 
 ## test: every test (unit, integration against real brokers, end to end)
 test: $(STAMP)
 	@$(WITH_BROKERS) $(PYTHON) -m pytest
+
+## tools: helm, hadolint, kubernetes-validate, promtool for the image and chart checks (cached)
+tools:
+	bash scripts/install-tools.sh
+
+## chart-check: hadolint, helm lint/template of every ci/ scenario, offline manifest validation, promtool
+chart-check: $(STAMP) tools
+	$(PYTHON) -m pytest tests/chart -q
 
 brokers-start:
 	scripts/brokers.sh start

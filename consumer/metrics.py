@@ -174,6 +174,14 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.messages_dropped = Counter(
+            "messages_dropped",
+            "Messages a source let go unacknowledged for the broker to redeliver (redelivery), or lost "
+            "for good (qos0_overflow: QoS 0 has no redelivery).",
+            ["source", "reason"],
+            namespace=ns,
+            registry=r,
+        )
         self.source_reconnects = Counter(
             "source_reconnects",
             "Connections re-established after a loss.",

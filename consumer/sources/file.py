@@ -108,7 +108,6 @@ class FileSource:
             if handle is not sys.stdin.buffer:
                 handle.close()
 
-
     async def aclose(self) -> None:
         """Nothing to commit: a file has no acknowledgements."""
 

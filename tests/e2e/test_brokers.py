@@ -42,7 +42,8 @@ class Stack:
         settings: dict[str, Any] = {
             "routes": str(self.routes),
             **self.transport.source_settings(
-                client_id=f"{self.transport.topics.prefix}-{name}", group=f"{self.transport.topics.prefix}-group"
+                client_id=f"{self.transport.topics.prefix}-{name}",
+                group=f"{self.transport.topics.prefix}-group",
             ),
             "sink": {"type": "cloud", "cloud": {"base_url": self.api.url, "api_key": API_KEY}},
             "batch": {"linger_ms": 50, "max_in_flight_events": 4000},
@@ -146,7 +147,8 @@ def test_api_failures_and_sigkill_lose_nothing(stack: Stack) -> None:
     wait_until(lambda: len(stack.api.events()) > len(valid) // 5, 60, "some events delivered before the kill")
     first.kill()
     stack.transport.publish(corpus[5000:])
-    second = stack.consumer("survivor").start()
+    # Restarted as the same replica (same MQTT client id), as a StatefulSet pod is.
+    second = stack.consumer("victim").start()
     second.wait_ready()
     stack.wait_for_everything(corpus)
     stack.check_outcome(corpus, exactly_once_dead_letters=False)
@@ -169,7 +171,7 @@ def test_sigterm_under_load_drains_within_the_deadline(stack: Stack) -> None:
     assert code == 0, first.log_tail()
     assert took < DRAIN_DEADLINE + 5
     stack.api.set_latency(0.0)
-    second = stack.consumer("after").start()
+    second = stack.consumer("draining").start()
     second.wait_ready()
     stack.wait_for_everything(corpus)
     stack.check_outcome(corpus, exactly_once_dead_letters=False)

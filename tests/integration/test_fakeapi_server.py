@@ -500,7 +500,7 @@ def test_control_refuses_bad_fault_rules(api: FakeVisionEventsApi, rule: dict[st
 def test_serve_runs_until_sigterm() -> None:
     code = "from consumer.fakeapi import serve; serve('127.0.0.1', 0, ['k'], ['uc'], None)"
     # A fixed command line: this interpreter running our own function.
-    with subprocess.Popen(  # noqa: S603
+    with subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None

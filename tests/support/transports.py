@@ -10,9 +10,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from paho.mqtt.enums import CallbackAPIVersion
 
 from consumer.deadletter import DeadLetterRecord
 from consumer.deadletter.kafka import record_from_kafka_message
@@ -198,11 +199,17 @@ class KafkaTransport:
     def dead_letters(self) -> list[DeadLetterRecord]:
         """Read the dead-letter topic from the beginning up to its current end."""
         consumer = Consumer(
-            {"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+            }
         )
         try:
             metadata = consumer.list_topics(self.dlq_topic, timeout=10)
-            partitions = [TopicPartition(self.dlq_topic, p, 0) for p in metadata.topics[self.dlq_topic].partitions]
+            partitions = [
+                TopicPartition(self.dlq_topic, p, 0) for p in metadata.topics[self.dlq_topic].partitions
+            ]
             ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
             consumer.assign(partitions)
             records: list[DeadLetterRecord] = []

