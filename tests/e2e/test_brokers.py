@@ -68,19 +68,23 @@ class Stack:
 
     def wait_for_everything(self, corpus: list[CorpusMessage], timeout: float = 120) -> None:
         valid = {m.event_id for m in corpus if m.event_type is not None}
-        invalid = sum(1 for m in corpus if m.reason is not None)
+        # Distinct (bytes, reason): after a restart a dead letter may legitimately come twice.
+        invalid = {(m.payload, m.reason) for m in corpus if m.reason is not None}
+
+        def dead() -> set[tuple[bytes, str | None]]:
+            return {(r.payload, r.reason) for r in self.transport.dead_letters()}
 
         def done() -> bool:
-            received = self.api.events()
-            return valid <= received.keys() and len(self.transport.dead_letters()) >= invalid
+            return valid <= self.api.events().keys() and invalid <= dead()
 
         try:
             wait_until(done, timeout, "every event delivered and every invalid message dead-lettered")
         except AssertionError:
             missing = len(valid - self.api.events().keys())
-            dead = len(self.transport.dead_letters())
+            missing_dead = len(invalid - dead())
             logs = "\n---\n".join(p.log_tail(15) for p in self.started)
-            raise AssertionError(f"{missing} events missing, {dead}/{invalid} dead letters\n{logs}") from None
+            summary = f"{missing} events and {missing_dead} dead letters missing"
+            raise AssertionError(f"{summary}\n{logs}") from None
 
     def check_outcome(self, corpus: list[CorpusMessage], *, exactly_once_dead_letters: bool) -> None:
         valid = {m.event_id: m.event_type for m in corpus if m.event_type is not None}
