@@ -12,7 +12,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from consumer.fakeapi import serve
 from consumer.logs import configure_logging
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer, Skipped
-from consumer.replay import Replayable, ReplayFilter, ReplaySource, dry_run, jsonl_records
+from consumer.replay import ReplayFilter, ReplaySource, dry_run
+from consumer.replay_origins import open_origin
 from consumer.routing import load_routes
 from consumer.wire import cloud_event
 
@@ -91,28 +92,24 @@ def cmd_validate_message(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _replay_records(origin: str) -> Iterable[Replayable]:
-    kind, _, where = origin.partition(":")
-    if kind == "jsonl" and where:
-        return jsonl_records(Path(where))
-    raise ConfigError(f"--from {origin!r}: expected jsonl:PATH")
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-drive dead-letter records through the pipeline (or show what would happen)."""
     settings = _settings_from(args)
     configure_logging(settings.log.level, settings.log.format)
     selection = ReplayFilter(frozenset(args.reason or ()))
-    records = _replay_records(args.origin)
+    origin = open_origin(args.origin, settings, idle_seconds=args.idle_seconds)
     if args.dry_run:
-        normalizer = Normalizer(load_routes(settings.routes), settings.limits, settings.images)
-        counts: Counter[str] = Counter()
-        for outcome in dry_run(records, selection, normalizer):
-            counts[str(outcome["result"])] += 1
-            sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
+        try:
+            normalizer = Normalizer(load_routes(settings.routes), settings.limits, settings.images)
+            counts: Counter[str] = Counter()
+            for outcome in dry_run(origin, selection, normalizer):
+                counts[str(outcome["result"])] += 1
+                sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
+        finally:
+            origin.close()
         sys.stderr.write(f"dry run: {dict(counts)}\n")
         return EXIT_OK
-    source = ReplaySource(records, selection, args.rate)
+    source = ReplaySource(origin, selection, args.rate)
     result = asyncio.run(App(settings, source=source).run())
     sys.stderr.write(
         f"replayed {source.replayed} (passed over {source.passed_over}): delivered {result.stats.delivered}, "
@@ -169,7 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="re-drive dead letters through the pipeline")
     replay.add_argument("--config", type=Path)
     replay.add_argument("--routes", type=Path)
-    replay.add_argument("--from", dest="origin", required=True, help="where the dead letters are: jsonl:PATH")
+    replay.add_argument(
+        "--from",
+        dest="origin",
+        required=True,
+        help="where the dead letters are: jsonl:PATH, kafka:TOPIC or mqtt:TOPIC",
+    )
+    replay.add_argument(
+        "--idle-seconds", type=float, default=5.0, help="mqtt: stop after this long without a record"
+    )
     replay.add_argument("--reason", action="append", help="only records with this reason (repeatable)")
     replay.add_argument("--rate", type=float, help="at most this many records per second")
     replay.add_argument("--dry-run", action="store_true", help="print what would happen; send nothing")

@@ -1,21 +1,19 @@
 """``vision-events-consumer replay``: re-drive dead letters through the pipeline once the cause is fixed.
 
-Records come from a JSONL dead-letter file, a Kafka dead-letter topic or an MQTT dead-letter topic.
-Each is submitted as the message it was (original topic, key, headers and bytes), so it gets the
-same eventId as before: replaying twice never duplicates an event. A record that fails again is
-dead-lettered again, with its new reason, to the configured destination.
+Records come from a JSONL dead-letter file, a Kafka dead-letter topic or an MQTT dead-letter topic
+(see :mod:`consumer.replay_origins`). Each is submitted as the message it was (original topic,
+key, headers and bytes), so it gets the same eventId as before: replaying twice never duplicates
+an event. A record that fails again is dead-lettered again, with its new reason, to the
+configured destination.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-
-import orjson
+from typing import Protocol
 
 from consumer.deadletter import DeadLetterRecord
 from consumer.errors import MessageError
@@ -26,27 +24,23 @@ from consumer.pipeline import Pipeline
 # A record and the function that acknowledges it at its origin once its replay has settled.
 Replayable = tuple[DeadLetterRecord, Callable[[], None]]
 
-_CHUNK = 500
+BATCH = 500
 
 
-def _no_ack() -> None:
-    """Records from a file need no acknowledgement."""
+def no_ack() -> None:
+    """Records that need no acknowledgement at their origin."""
 
 
-def jsonl_records(path: Path) -> Iterator[Replayable]:
-    """The records of a JSONL dead-letter file, up to its size when opened.
+class ReplayOrigin(Protocol):
+    """Where dead letters are read from. Blocking calls: the replay runs them off the event loop."""
 
-    Stopping at that size matters when the file is also the dead-letter destination of this
-    replay: records that fail again are appended, and must not be replayed in a loop.
-    """
-    limit = os.path.getsize(path)
-    with path.open("rb") as handle:
-        while handle.tell() < limit:
-            line = handle.readline()
-            if not line:
-                break
-            if line.strip():
-                yield DeadLetterRecord.from_json_dict(orjson.loads(line)), _no_ack
+    def next_batch(self, limit: int) -> list[Replayable] | None:
+        """Up to ``limit`` records (possibly none yet); None when the origin is exhausted."""
+        ...
+
+    def close(self) -> None:
+        """Release the origin, after every acknowledgement went out."""
+        ...
 
 
 def message_of(record: DeadLetterRecord, received_at: float, ack: Callable[[], None]) -> InboundMessage:
@@ -96,17 +90,12 @@ class ReplayFilter:
 
 
 class ReplaySource:
-    """A source over dead-letter records (see the module docstring)."""
+    """A source over a dead-letter origin (see the module docstring)."""
 
     name = "replay"
 
-    def __init__(
-        self,
-        records: Iterable[Replayable] | AsyncIterator[Replayable],
-        selection: ReplayFilter,
-        rate: float | None = None,
-    ) -> None:
-        self._records = records
+    def __init__(self, origin: ReplayOrigin, selection: ReplayFilter, rate: float | None = None) -> None:
+        self._origin = origin
         self._filter = selection
         self._limiter = RateLimiter(rate)
         self._connected = False
@@ -119,60 +108,54 @@ class ReplaySource:
         return self._connected
 
     async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
-        """Submit the selected records in chunks, at the configured rate."""
+        """Submit the selected records batch by batch, at the configured rate."""
         self._connected = True
-        chunk: list[InboundMessage] = []
         try:
-            async for record, ack in _aiter(self._records):
-                if stop.is_set():
+            while not stop.is_set():
+                batch = await asyncio.to_thread(self._origin.next_batch, BATCH)
+                if batch is None:
                     break
-                if not self._filter.accepts(record):
-                    self.passed_over += 1
-                    ack()  # not selected: leave it where it is, but do not hold the origin up
-                    continue
-                chunk.append(message_of(record, time.time(), ack))
-                if len(chunk) >= _CHUNK:
-                    await self._submit(pipeline, chunk)
-                    chunk = []
-            if chunk and not stop.is_set():
-                await self._submit(pipeline, chunk)
+                now = time.time()
+                chunk = []
+                for record, ack in batch:
+                    if self._filter.accepts(record):
+                        chunk.append(message_of(record, now, ack))
+                    else:
+                        self.passed_over += 1
+                        ack()  # not selected: it stays where it is, but must not hold the origin up
+                if chunk:
+                    await self._limiter.take(len(chunk))
+                    self.replayed += len(chunk)
+                    await pipeline.submit(chunk)
         finally:
             self._connected = False
 
-    async def _submit(self, pipeline: Pipeline, chunk: list[InboundMessage]) -> None:
-        await self._limiter.take(len(chunk))
-        self.replayed += len(chunk)
-        await pipeline.submit(chunk)
-
     async def aclose(self) -> None:
-        """Acknowledgements went out as records settled; nothing is left to do."""
-
-
-async def _aiter(records: Iterable[Replayable] | AsyncIterator[Replayable]) -> AsyncIterator[Replayable]:
-    if isinstance(records, AsyncIterator):
-        async for item in records:
-            yield item
-    else:
-        for item in records:
-            yield item
+        """After the drain: acknowledgements went out as records settled; release the origin."""
+        await asyncio.to_thread(self._origin.close)
 
 
 def dry_run(
-    records: Iterable[Replayable], selection: ReplayFilter, normalizer: Normalizer
+    origin: ReplayOrigin, selection: ReplayFilter, normalizer: Normalizer
 ) -> Iterator[dict[str, object]]:
     """What a replay would do with each selected record, without sending or acknowledging anything."""
     now = time.time()
-    for record, _ack in records:
-        if not selection.accepts(record):
-            continue
-        outcome: dict[str, object] = {"topic": record.coordinates.get("topic"), "was": record.reason}
-        try:
-            result = normalizer.normalize(message_of(record, now, _no_ack))
-        except MessageError as exc:
-            outcome.update(result="dead_letter", reason=exc.reason.value, path=exc.path, detail=exc.detail)
-        else:
-            if isinstance(result, Skipped):
-                outcome.update(result="skipped", reason=result.reason.value)
+    while (batch := origin.next_batch(BATCH)) is not None:
+        for record, _ack in batch:
+            if not selection.accepts(record):
+                continue
+            outcome: dict[str, object] = {"topic": record.coordinates.get("topic"), "was": record.reason}
+            try:
+                result = normalizer.normalize(message_of(record, now, no_ack))
+            except MessageError as exc:
+                outcome.update(
+                    result="dead_letter", reason=exc.reason.value, path=exc.path, detail=exc.detail
+                )
             else:
-                outcome.update(result="event", event_id=result.event_id, event_type=result.event_type.value)
-        yield outcome
+                if isinstance(result, Skipped):
+                    outcome.update(result="skipped", reason=result.reason.value)
+                else:
+                    outcome.update(
+                        result="event", event_id=result.event_id, event_type=result.event_type.value
+                    )
+            yield outcome

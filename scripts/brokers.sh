@@ -219,7 +219,10 @@ start_mqtt() {
         rm -rf "$MQTT_DIR"
     fi
     mkdir -p "$MQTT_DIR"
-    write_mqtt_config
+    # A restart keeping the data keeps the broker's settings too (e.g. a raised queue limit).
+    if [[ "$keep" != 1 || ! -f "$MQTT_DIR/mosquitto.conf" ]]; then
+        write_mqtt_config
+    fi
     printf '=== %s start (keep data: %s)\n' "$(date -Is)" "$keep" >>"$MQTT_DIR/mosquitto.log"
     launch "$MQTT_DIR/mosquitto.pid" "$MQTT_DIR/mosquitto.log" "$MOSQUITTO_BIN" -c "$MQTT_DIR/mosquitto.conf"
     deadline=$((SECONDS + START_TIMEOUT))
@@ -568,7 +571,7 @@ usage: $0 start|stop|status|env|start-mqtt|stop-mqtt|start-kafka|stop-kafka
   stop         stop both brokers
   status       print each broker's state; exit 0 only if both are up
   env          print export lines: eval "\$($0 env)"
-  start-X      (re)start one broker keeping its data; stop-X stops it (X = mqtt or kafka)
+  start-X      (re)start one broker keeping its data and settings; stop-X stops it (X = mqtt or kafka)
 EOF
 }
 

@@ -26,6 +26,7 @@ class Transport(Protocol):
 
     name: str
     topics: Topics
+    dlq_topic: str
 
     def source_settings(self, client_id: str, group: str) -> dict[str, Any]:
         """The consumer's ``source`` and ``dead_letter`` settings for this transport."""
