@@ -7,6 +7,7 @@ import asyncio
 import base64
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +18,7 @@ from consumer.config import load_settings
 from consumer.deadletter import read_dead_letters
 from consumer.fakeapi import FakeVisionEventsApi
 from consumer.metrics import Metrics
-from tests.support.corpus import ROUTES_YAML, USE_CASES, build_corpus
+from tests.support.corpus import ROUTES_YAML, USE_CASES, CorpusMessage, build_corpus
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +38,8 @@ def _sum_metric(metrics: Metrics, name: str) -> float:
     return total
 
 
-def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
-    corpus = build_corpus(1200, seed=11)
+def _file_run(tmp_path: Path, corpus: list[CorpusMessage], dead_path: Path) -> dict[str, Any]:
+    """Settings for a run over ``corpus`` written as a byte-exact JSONL file, with fast retries."""
     input_path = tmp_path / "messages.jsonl"
     with input_path.open("wb") as handle:
         for item in corpus:
@@ -46,6 +47,19 @@ def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
             handle.write(orjson.dumps(record) + b"\n")
     routes_path = tmp_path / "routes.yaml"
     routes_path.write_text(ROUTES_YAML)
+    return {
+        "routes": str(routes_path),
+        "source.file.path": str(input_path),
+        "dead_letter.jsonl.path": str(dead_path),
+        "batch.linger_ms": 20,
+        "retry.initial_backoff_seconds": 0.05,
+        "retry.max_backoff_seconds": 0.5,
+        "http.port": 0,
+    }
+
+
+def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
+    corpus = build_corpus(1200, seed=11)
     dead_path = tmp_path / "dead.jsonl"
 
     with FakeVisionEventsApi(api_keys=(API_KEY,), use_cases=USE_CASES) as api:
@@ -56,15 +70,9 @@ def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
         settings = load_settings(
             None,
             {
-                "routes": str(routes_path),
-                "source.file.path": str(input_path),
+                **_file_run(tmp_path, corpus, dead_path),
                 "sink.cloud.base_url": api.url,
                 "sink.cloud.api_key": API_KEY,
-                "dead_letter.jsonl.path": str(dead_path),
-                "batch.linger_ms": 20,
-                "retry.initial_backoff_seconds": 0.05,
-                "retry.max_backoff_seconds": 0.5,
-                "http.port": 0,
             },
         )
         metrics = Metrics(CollectorRegistry())
@@ -108,13 +116,6 @@ def test_mixed_file_through_faulty_api_loses_nothing(tmp_path: Path) -> None:
 
 def test_mixed_file_through_faulty_event_store_loses_nothing(tmp_path: Path) -> None:
     corpus = build_corpus(600, seed=5)
-    input_path = tmp_path / "messages.jsonl"
-    with input_path.open("wb") as handle:
-        for item in corpus:
-            record = {"topic": item.topic, "payload_base64": base64.b64encode(item.payload).decode()}
-            handle.write(orjson.dumps(record) + b"\n")
-    routes_path = tmp_path / "routes.yaml"
-    routes_path.write_text(ROUTES_YAML)
     dead_path = tmp_path / "dead.jsonl"
 
     with FakeVisionEventsApi(api_keys=(API_KEY,), use_cases=USE_CASES, local_api_key="edge-key") as api:
@@ -123,16 +124,10 @@ def test_mixed_file_through_faulty_event_store_loses_nothing(tmp_path: Path) -> 
         settings = load_settings(
             None,
             {
-                "routes": str(routes_path),
-                "source.file.path": str(input_path),
+                **_file_run(tmp_path, corpus, dead_path),
                 "sink.type": "local",
                 "sink.local.url": api.url + "/",
                 "sink.local.api_key": "edge-key",
-                "dead_letter.jsonl.path": str(dead_path),
-                "batch.linger_ms": 20,
-                "retry.initial_backoff_seconds": 0.05,
-                "retry.max_backoff_seconds": 0.5,
-                "http.port": 0,
             },
         )
         metrics = Metrics(CollectorRegistry())
