@@ -22,6 +22,7 @@ from consumer.model import ImageSource, InboundMessage, VisionEvent
 from consumer.sinks.base import DeliveryReport, Sink
 from consumer.sinks.cloud import MAX_ACK_RESENDS, CloudSink
 from consumer.urls import host_allowed
+from tests.support.clock import FakeTime
 
 KEY = "rf_SECRET_api_key_abc123"
 BASE = "https://api.test"
@@ -48,19 +49,6 @@ def make_event(
 
 def inline(data: bytes) -> ImageSource:
     return ImageSource(base64=base64.b64encode(data).decode())
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Harness:

@@ -21,6 +21,7 @@ from consumer.metrics import Metrics
 from consumer.model import ImageSource, InboundMessage, VisionEvent
 from consumer.sinks.base import DeliveryReport, Sink
 from consumer.sinks.local import LocalSink
+from tests.support.clock import FakeTime
 
 KEY = "local_SECRET_ingest_key_42"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -41,19 +42,6 @@ def make_event(
         output_image=output,
         input_image=input_,
     )
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Harness:

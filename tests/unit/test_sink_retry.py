@@ -14,21 +14,7 @@ from consumer.config import RetryConfig
 from consumer.errors import AuthError, RejectedError, RetryableDeliveryError
 from consumer.metrics import Metrics
 from consumer.sinks.retry import MAX_RETRY_AFTER_SECONDS, DeliveryTimeoutError, RetryPolicy, retry_cause
-
-
-class FakeTime:
-    """A clock that only moves when the policy sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.support.clock import FakeTime
 
 
 class MaxRandom(random.Random):
