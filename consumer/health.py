@@ -25,6 +25,9 @@ class OpsServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
+                    # Refresh the ready gauge on every scrape: without probes (or with them off)
+                    # it would otherwise keep whatever value the last /readyz call left.
+                    readiness_ref()
                     self._send(200, generate_latest(registry_ref), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     self._send(200, b'{"status":"ok"}', "application/json")
