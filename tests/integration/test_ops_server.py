@@ -15,6 +15,7 @@ def test_probes_and_metrics() -> None:
     state = {"ready": False}
 
     def readiness() -> tuple[bool, list[str]]:
+        metrics.ready.set(1 if state["ready"] else 0)  # as App.readiness does
         return state["ready"], [] if state["ready"] else ["source mqtt not connected"]
 
     server = OpsServer("127.0.0.1", 0, metrics.registry, readiness).start()
@@ -25,7 +26,10 @@ def test_probes_and_metrics() -> None:
             not_ready = client.get("/readyz")
             assert not_ready.status_code == 503
             assert not_ready.json() == {"ready": False, "reasons": ["source mqtt not connected"]}
+            assert "vision_events_ready 0.0" in client.get("/metrics").text
             state["ready"] = True
+            # A scrape alone refreshes the gauge, without anyone calling /readyz.
+            assert "vision_events_ready 1.0" in client.get("/metrics").text
             assert client.get("/readyz").json() == {"ready": True, "reasons": []}
             scraped = client.get("/metrics")
             assert scraped.status_code == 200

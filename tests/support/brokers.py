@@ -35,9 +35,14 @@ def docker_available() -> bool:
         import docker  # type: ignore[import-untyped]
 
         client: Any = docker.from_env()
+    except Exception:
+        return False
+    try:
         client.ping()
     except Exception:
         return False
+    finally:
+        client.close()
     return True
 
 
