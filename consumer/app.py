@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumer.config import DeadLetterKind, Settings, SinkKind, SourceKind, masked_settings
+from consumer.config import BatchConfig, DeadLetterKind, Settings, SinkKind, SourceKind, masked_settings
 from consumer.deadletter import DeadLetterWriter, JsonlDeadLetterWriter
 from consumer.deadletter.kafka import KafkaDeadLetterWriter
 from consumer.deadletter.mqtt import MqttDeadLetterWriter
@@ -27,6 +27,7 @@ from consumer.sources.base import Source
 from consumer.sources.file import FileSource
 from consumer.sources.kafka import KafkaSource
 from consumer.sources.mqtt import MqttSource
+from consumer.spool import Forwarder, ForwarderStats, SpoolSink, SpoolStore
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,59 @@ def build_dead_letters(settings: Settings, table: RoutingTable) -> DeadLetterWri
 
 
 @dataclass(slots=True)
+class _Spool:
+    """The spool's parts: the store, the pipeline's sink into it, the forwarder out of it."""
+
+    store: SpoolStore
+    sink: SpoolSink
+    forwarder: Forwarder | None = None
+
+    def start_forwarder(
+        self, sink: Sink, pipeline: Pipeline, metrics: Metrics, batch: BatchConfig
+    ) -> Forwarder:
+        """Start draining into ``sink``, dead-lettering through the pipeline's gate."""
+        self.forwarder = Forwarder(self.store, sink, pipeline.dead_letter_gate, metrics, batch)
+        self.forwarder.start()
+        return self.forwarder
+
+    async def finish(self, stop: asyncio.Event, input_ended: bool, deadline: float, since: float) -> None:
+        """After the pipeline drained: stop the forwarder within what is left of the deadline.
+
+        When the input ended by itself (a file), first deliver everything spooled, unless told to stop.
+        """
+        if self.forwarder is None:
+            return
+        if input_ended:
+            log.info("input ended; waiting for the spool to drain", extra={"events": self.store.events})
+            await self.forwarder.wait_until_empty(stop)
+            since = time.monotonic()
+        await self.forwarder.stop(deadline - (time.monotonic() - since))
+
+    async def close(self) -> None:
+        """Stop the forwarder (if still running) and close the spool file."""
+        if self.forwarder is not None:
+            await self.forwarder.stop(0)
+        await self.sink.aclose()
+        await self.store.close()
+
+    def summary(self, stats: PipelineStats) -> dict[str, object]:
+        """The spool's part of the end-of-run log line."""
+        forwarded = self.forwarder.stats if self.forwarder is not None else ForwarderStats()
+        return {
+            "spooled": stats.spooled,
+            "forwarded": forwarded.delivered,
+            "forward_dead_lettered": forwarded.dead_lettered,
+            "left_in_spool": self.store.events,
+        }
+
+
+@dataclass(slots=True)
 class RunResult:
-    """How a run ended."""
+    """How a run ended. ``forwarded``: what the spool's forwarder delivered (None without a spool)."""
 
     stats: PipelineStats
     drained: bool
+    forwarded: ForwarderStats | None = None
 
 
 class App:
@@ -107,17 +156,28 @@ class App:
         self.stop = asyncio.Event()
         self.ops: OpsServer | None = None
         self.pipeline: Pipeline | None = None
+        self.sink: Sink | None = None
+        self.spool: SpoolStore | None = None
+        self.forwarder: Forwarder | None = None
 
     def readiness(self) -> tuple[bool, list[str]]:
-        """Ready when the source is connected, the sink's credentials work and dead letters can be written."""
+        """Ready when the source is connected, the sink's credentials work and dead letters can be written.
+
+        With the spool on, also when the spool can be written (disk full, a failing volume: not ready).
+        """
         reasons = []
         if not self.source.connected:
             reasons.append(f"source {self.source.name} not connected")
         if self.pipeline is not None:
-            if self.pipeline.sink_auth_failing:
+            auth_failing = (
+                self.sink.auth_failing if self.sink is not None else self.pipeline.sink_auth_failing
+            )
+            if auth_failing:
                 reasons.append("the API refuses the credentials (401/403)")
             if self.pipeline.dead_letter_failing:
                 reasons.append("the dead-letter destination is failing")
+        if self.spool is not None and self.spool.failing:
+            reasons.extend(self.spool.problems())
         ready = not reasons
         self.metrics.ready.set(1 if ready else 0)
         return ready, reasons
@@ -126,51 +186,82 @@ class App:
         """Consume until the input ends or SIGTERM/SIGINT, then drain within the deadline."""
         log.info("starting", extra={"config": masked_settings(self.settings)})
         sink = build_sink(self.settings, self.metrics)
+        self.sink = sink
         dead_letters = build_dead_letters(self.settings, self.table)
-        pipeline = Pipeline(self.normalizer, sink, dead_letters, self.metrics, self.settings.batch)
+        spool = await self._open_spool()
+        pipeline = Pipeline(
+            self.normalizer,
+            spool.sink if spool is not None else sink,
+            dead_letters,
+            self.metrics,
+            self.settings.batch,
+            final_sink=spool is None,
+        )
         self.pipeline = pipeline
+        if spool is not None:
+            self.forwarder = spool.start_forwarder(sink, pipeline, self.metrics, self.settings.batch)
         if self._serve_ops:
             self.ops = OpsServer(
                 self.settings.http.host, self.settings.http.port, self.metrics.registry, self.readiness
             ).start()
             log.info("serving /metrics, /healthz and /readyz", extra={"port": self.ops.port})
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._request_stop, sig)
+        self._handle_signals(loop, install=True)
         progress = loop.create_task(self._report_progress(pipeline))
         failure: BaseException | None = None
+        deadline = self.settings.shutdown_deadline_seconds
         try:
             try:
                 await self.source.run(pipeline, self.stop)
             except Exception as exc:  # drain what is in flight before reporting the failure
                 log.exception("the source failed; draining in-flight work before exiting")
                 failure = exc
-            drained = await pipeline.close(self.settings.shutdown_deadline_seconds)
+            stopping_since = time.monotonic()
+            drained = await pipeline.close(deadline)
             await self.source.aclose()
+            if spool is not None:
+                input_ended = failure is None and not self.stop.is_set()
+                await spool.finish(self.stop, input_ended, deadline, stopping_since)
         finally:
             progress.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
+            self._handle_signals(loop, install=False)
+            if spool is not None:
+                await spool.close()
             await sink.aclose()
             await dead_letters.aclose()
             if self.ops is not None:
                 self.ops.stop()
         stats = pipeline.stats
-        log.info(
-            "finished",
-            extra={
-                "received": stats.received,
-                "delivered": stats.delivered,
-                "dead_lettered": stats.dead_lettered,
-                "skipped": stats.skipped,
-                "drained": drained,
-            },
-        )
+        summary: dict[str, object] = {
+            "received": stats.received,
+            "delivered": stats.delivered,
+            "dead_lettered": stats.dead_lettered,
+            "skipped": stats.skipped,
+            "drained": drained,
+        }
+        if spool is not None:
+            summary |= spool.summary(stats)
+        log.info("finished", extra=summary)
         if failure is not None:
             raise failure
-        return RunResult(stats, drained)
+        return RunResult(stats, drained, self.forwarder.stats if self.forwarder is not None else None)
+
+    async def _open_spool(self) -> _Spool | None:
+        if not self.settings.spool.enabled:
+            return None
+        # The pipeline acknowledges once an event is in the spool; the forwarder delivers it.
+        store = SpoolStore(self.settings.spool, self.metrics)
+        self.spool = store
+        await store.open()  # a failure is logged, makes us not ready, and is retried
+        return _Spool(store, SpoolSink(store, self.settings.retry, self.settings.images, self.metrics))
+
+    def _handle_signals(self, loop: asyncio.AbstractEventLoop, *, install: bool) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                if install:
+                    loop.add_signal_handler(sig, self._request_stop, sig)
+                else:
+                    loop.remove_signal_handler(sig)
 
     def _request_stop(self, sig: signal.Signals) -> None:
         log.info("stopping: draining in-flight work", extra={"signal": sig.name})
@@ -178,20 +269,29 @@ class App:
 
     async def _report_progress(self, pipeline: Pipeline) -> None:
         last = time.monotonic()
-        last_received = last_settled = 0
+        last_received = last_settled = last_forwarded = 0
         while True:
             await asyncio.sleep(_PROGRESS_INTERVAL_SECONDS)
             now = time.monotonic()
             stats = pipeline.stats
             elapsed = now - last
-            log.info(
-                "progress",
-                extra={
-                    "received_per_s": round((stats.received - last_received) / elapsed, 1),
-                    "settled_per_s": round((stats.settled() - last_settled) / elapsed, 1),
-                    "delivered": stats.delivered,
-                    "dead_lettered": stats.dead_lettered,
-                    "in_flight": pipeline.in_flight,
-                },
-            )
+            fields: dict[str, object] = {
+                "received_per_s": round((stats.received - last_received) / elapsed, 1),
+                "settled_per_s": round((stats.settled() - last_settled) / elapsed, 1),
+                "delivered": stats.delivered,
+                "dead_lettered": stats.dead_lettered,
+                "in_flight": pipeline.in_flight,
+            }
+            if self.spool is not None and self.forwarder is not None:
+                forwarded = self.forwarder.stats.delivered + self.forwarder.stats.dead_lettered
+                fields |= {
+                    "spooled": stats.spooled,
+                    "forwarded_per_s": round((forwarded - last_forwarded) / elapsed, 1),
+                    "forwarded": self.forwarder.stats.delivered,
+                    "spool_events": self.spool.events,
+                    "spool_bytes": self.spool.bytes,
+                    "spool_oldest_age_s": round(self.spool.oldest_age(), 1),
+                }
+                last_forwarded = forwarded
+            log.info("progress", extra=fields)
             last, last_received, last_settled = now, stats.received, stats.settled()

@@ -276,6 +276,43 @@ class ImagesConfig(_Section):
     url_timeout_seconds: float = Field(10.0, gt=0)
 
 
+class SpoolSync(StrEnum):
+    """SQLite ``synchronous`` level of the spool (WAL mode)."""
+
+    NORMAL = "normal"
+    FULL = "full"
+
+
+class SpoolConfig(_Section):
+    """Store-and-forward: a durable local spool (SQLite, WAL) between the pipeline and the API.
+
+    When enabled, a message is acknowledged once its event (with its image bytes) is committed to
+    the spool; a forwarder drains the spool to the sink in capture-time order. See docs/spool.md.
+    """
+
+    enabled: bool = Field(False, description="Acknowledge once spooled; a forwarder drains the spool.")
+    path: str = Field(
+        "spool.db",
+        description="The SQLite file (plus -wal, -shm and .lock next to it), on a persistent volume.",
+    )
+    max_events: int = Field(
+        1_000_000,
+        ge=1,
+        description="Events the spool holds at most; when full, nothing more is acknowledged.",
+    )
+    max_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of the spool file in use at most (events, original messages, images once each); "
+        "keep it well under the volume's size.",
+    )
+    synchronous: SpoolSync = Field(
+        SpoolSync.FULL,
+        description="full: every commit is fsynced (survives power loss); normal: survives a process crash, "
+        "a power loss may lose the last commits.",
+    )
+
+
 class HttpConfig(_Section):
     """The /metrics, /healthz and /readyz server."""
 
@@ -309,6 +346,7 @@ class Settings(BaseSettings):
     dead_letter: DeadLetterConfig = DeadLetterConfig()
     limits: LimitsConfig = LimitsConfig()
     images: ImagesConfig = ImagesConfig()
+    spool: SpoolConfig = SpoolConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
     shutdown_deadline_seconds: float = Field(25.0, gt=0, description="SIGTERM drain deadline.")

@@ -29,6 +29,7 @@ _LATENCY_BUCKETS = (
 )
 _BATCH_EVENT_BUCKETS = (1, 2, 5, 10, 20, 50, 75, 100)
 _BATCH_BYTE_BUCKETS = (1e3, 1e4, 1e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6)
+_SPOOL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
 class Metrics:
@@ -204,6 +205,74 @@ class Metrics:
         )
         self.kafka_commits = Counter(
             "kafka_commits", "Offset commits, by outcome.", ["outcome"], namespace=ns, registry=r
+        )
+        # -- the durable spool (docs/spool.md) --------------------------------------------------------
+        self.spool_events = Gauge(
+            "spool_events", "Events in the durable spool, waiting for the API.", namespace=ns, registry=r
+        )
+        self.spool_bytes = Gauge(
+            "spool_bytes",
+            "Bytes of the spool file in use (its pages minus the free ones): events, messages, images.",
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_oldest_age = Gauge(
+            "spool_oldest_event_age_seconds",
+            "Seconds since the oldest event still in the spool was written to it (0 when empty).",
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_capacity_events = Gauge(
+            "spool_capacity_events",
+            "The spool's bound in events (spool.max_events).",
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_capacity_bytes = Gauge(
+            "spool_capacity_bytes", "The spool's bound in bytes (spool.max_bytes).", namespace=ns, registry=r
+        )
+        self.spool_spooled = Counter(
+            "spool_spooled", "Events committed to the spool.", namespace=ns, registry=r
+        )
+        self.spool_drained = Counter(
+            "spool_drained",
+            "Events removed from the spool, by outcome (delivered: the API accepted it; dead_lettered).",
+            ["outcome"],
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_full = Gauge(
+            "spool_full",
+            "1 while writes wait for room in the spool (backpressure: nothing more is acknowledged).",
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_failing = Gauge(
+            "spool_failing",
+            "1 while the spool cannot be written (disk full, I/O error, unusable file): not ready.",
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_errors = Counter(
+            "spool_errors",
+            "Failed spool operations, by operation and cause (disk_full, corrupt, io_error, locked, error).",
+            ["operation", "cause"],
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_quarantined = Counter(
+            "spool_quarantined_files",
+            "Corrupt spool files moved aside (renamed, kept for recovery) and replaced by a fresh spool.",
+            namespace=ns,
+            registry=r,
+        )
+        self.spool_transaction = Histogram(
+            "spool_transaction_duration_seconds",
+            "Duration of spool transactions, by operation (write, claim, delete).",
+            ["operation"],
+            buckets=_SPOOL_BUCKETS,
+            namespace=ns,
+            registry=r,
         )
         self.kafka_errors = Counter(
             "kafka_errors",

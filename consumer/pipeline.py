@@ -10,6 +10,11 @@ one, so there is one thread hop per batch at most. Every message ends in exactly
 Nothing is acknowledged before one of these. ``max_in_flight_events`` bounds the messages between
 ``submit`` and acknowledgement: ``submit`` waits while the bound is reached, which is how a slow
 API pushes back on the sources.
+
+With the durable spool (``final_sink=False``) the sink is the spool: "accepted" then means
+committed to it, and the spool's forwarder (``consumer.spool``) later delivers to the API with the
+helpers below (:func:`deliver_until_final`, :func:`record_delivered`, :func:`rejection_record`,
+:class:`DeadLetterGate`), so both stages deliver, count and dead-letter the same way.
 """
 
 from __future__ import annotations
@@ -38,16 +43,125 @@ _SINK_BUG_BACKOFF_SECONDS = 5.0
 
 @dataclass(slots=True)
 class PipelineStats:
-    """Running totals, for progress lines and the end-of-run summary."""
+    """Running totals, for progress lines and the end-of-run summary.
+
+    ``delivered`` counts events the API accepted; ``spooled`` events committed to the durable
+    spool instead (the forwarder counts their delivery).
+    """
 
     received: int = 0
     delivered: int = 0
     dead_lettered: int = 0
     skipped: int = 0
+    spooled: int = 0
 
     def settled(self) -> int:
-        """Messages whose fate is final."""
-        return self.delivered + self.dead_lettered + self.skipped
+        """Messages whose fate is final (spooled ones are durable: settled for the source)."""
+        return self.delivered + self.spooled + self.dead_lettered + self.skipped
+
+
+async def deliver_until_final(sink: Sink, batch: Sequence[VisionEvent]) -> DeliveryReport:
+    """``sink.deliver(batch)``, again after a pause if the sink raises (a bug): the events are kept."""
+    while True:
+        try:
+            return await sink.deliver(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Sinks report every HTTP outcome; an exception here is a bug. Keep the events.
+            log.exception("sink raised unexpectedly; retrying the batch", extra={"events": len(batch)})
+            await asyncio.sleep(_SINK_BUG_BACKOFF_SECONDS)
+
+
+def batch_outcome(report: DeliveryReport) -> str:
+    """The ``outcome`` label of ``batches_total`` for a final report."""
+    if not report.rejected:
+        return "delivered"
+    return "partial" if report.delivered else "rejected"
+
+
+def record_delivered(metrics: Metrics, sink: str, events: Sequence[VisionEvent], now: float) -> None:
+    """Count events the API accepted: delivered counter, end-to-end and delivery latency, last delivery."""
+    if not events:
+        return
+    by_type: Counter[str] = Counter()
+    for event in events:
+        by_type[event.event_type.value] += 1
+        metrics.end_to_end_latency.observe(max(0.0, now - event.timestamp.timestamp()))
+        metrics.delivery_latency.observe(max(0.0, now - event.message.received_at))
+    for event_type, count in by_type.items():
+        metrics.events_delivered.labels(sink, event_type).inc(count)
+    metrics.last_delivery.set(now)
+
+
+def rejection_record(rejection: Rejection, now: float) -> DeadLetterRecord:
+    """The dead-letter record of an event the sink refused for good: original bytes and coordinates."""
+    return DeadLetterRecord.for_message(
+        rejection.event.message,
+        reason=rejection.reason.value,
+        detail=rejection.detail,
+        now=now,
+        attempts=rejection.attempts,
+        event_id=rejection.event.event_id,
+        status=rejection.status,
+    )
+
+
+class DeadLetterGate:
+    """Writes dead letters until the destination confirms them; one per destination.
+
+    While the destination fails, ``write`` keeps retrying with backoff (so its caller acknowledges
+    or deletes nothing) and ``failing`` is True (the consumer is then not ready). The pipeline and
+    the spool's forwarder share one gate, so both count and report failures the same way.
+    """
+
+    def __init__(self, writer: DeadLetterWriter, metrics: Metrics) -> None:
+        self._writer = writer
+        self._metrics = metrics
+        self._failing = False
+
+    @property
+    def failing(self) -> bool:
+        """True while the destination refuses writes."""
+        return self._failing
+
+    async def write(self, records: Sequence[DeadLetterRecord]) -> None:
+        """Return once ``records`` are durable at the destination (retrying until then)."""
+        if not records:
+            return
+        delay = 0.5
+        while True:
+            try:
+                await self._writer.write(records)
+            except DeadLetterError:
+                self._metrics.dead_letter_failures.inc()
+                if not self._failing:
+                    log.exception("dead-letter destination failing; holding acknowledgements")
+                self._failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _DEAD_LETTER_RETRY_MAX_SECONDS)
+                continue
+            break
+        if self._failing:
+            log.info("dead-letter destination recovered")
+        self._failing = False
+        reasons: Counter[str] = Counter(r.reason for r in records)
+        for reason, count in reasons.items():
+            self._metrics.dead_letters.labels(reason).inc(count)
+        first = records[0]
+        log.warning(
+            "dead-lettered %d message(s)",
+            len(records),
+            extra={
+                "reasons": dict(reasons),
+                "example": {
+                    "reason": first.reason,
+                    "path": first.path,
+                    "detail": first.detail[:300],
+                    "coordinates": first.coordinates,
+                },
+            },
+        )
 
 
 class Pipeline:
@@ -62,10 +176,16 @@ class Pipeline:
         batch: BatchConfig,
         *,
         clock: Callable[[], float] = time.time,
+        final_sink: bool = True,
     ) -> None:
+        """``final_sink=False``: the sink is a durable stop on the way (the spool), not the API.
+
+        Its acceptances then count as ``stats.spooled``, not as delivered events.
+        """
         self._normalizer = normalizer
         self._sink = sink
-        self._dead_letters = dead_letters
+        self._final_sink = final_sink
+        self._dead_letters = DeadLetterGate(dead_letters, metrics)
         self._metrics = metrics
         self._batch = batch
         self._clock = clock
@@ -76,7 +196,6 @@ class Pipeline:
         self._batch_slots = asyncio.Semaphore(batch.max_in_flight_batches)
         self._in_flight = 0
         self._settled = asyncio.Condition()
-        self._dead_letter_failing = False
         self.stats = PipelineStats()
 
     # -- state ----------------------------------------------------------------------------------------
@@ -89,7 +208,12 @@ class Pipeline:
     @property
     def dead_letter_failing(self) -> bool:
         """True while the dead-letter destination refuses writes (the consumer is then not ready)."""
-        return self._dead_letter_failing
+        return self._dead_letters.failing
+
+    @property
+    def dead_letter_gate(self) -> DeadLetterGate:
+        """The dead-letter writer with its retry loop, for the spool's forwarder to share."""
+        return self._dead_letters
 
     @property
     def sink_auth_failing(self) -> bool:
@@ -212,89 +336,25 @@ class Pipeline:
             sink = self._sink.name
             self._metrics.batch_events.labels(sink).observe(len(batch))
             self._metrics.batch_bytes.labels(sink).observe(sum(e.approx_bytes for e in batch))
-            report = await self._deliver_until_final(batch)
-            self._record_delivered(report.delivered)
+            report = await deliver_until_final(self._sink, batch)
+            if self._final_sink:
+                record_delivered(self._metrics, sink, report.delivered, self._clock())
+                self.stats.delivered += len(report.delivered)
+            else:
+                self.stats.spooled += len(report.delivered)
             self._settle([e.message for e in report.delivered])
             if report.rejected:
-                await self._write_dead_letters([self._rejection_record(r) for r in report.rejected])
+                now = self._clock()
+                await self._write_dead_letters([rejection_record(r, now) for r in report.rejected])
                 self._settle([r.event.message for r in report.rejected])
-            outcome = "delivered" if not report.rejected else ("partial" if report.delivered else "rejected")
-            self._metrics.batches.labels(sink, outcome).inc()
-
-    async def _deliver_until_final(self, batch: list[VisionEvent]) -> DeliveryReport:
-        while True:
-            try:
-                return await self._sink.deliver(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Sinks report every HTTP outcome; an exception here is a bug. Keep the events.
-                log.exception("sink raised unexpectedly; retrying the batch", extra={"events": len(batch)})
-                await asyncio.sleep(_SINK_BUG_BACKOFF_SECONDS)
-
-    def _record_delivered(self, events: list[VisionEvent]) -> None:
-        if not events:
-            return
-        now = self._clock()
-        by_type: Counter[str] = Counter()
-        for event in events:
-            by_type[event.event_type.value] += 1
-            self._metrics.end_to_end_latency.observe(max(0.0, now - event.timestamp.timestamp()))
-            self._metrics.delivery_latency.observe(max(0.0, now - event.message.received_at))
-        self.stats.delivered += len(events)
-        for event_type, count in by_type.items():
-            self._metrics.events_delivered.labels(self._sink.name, event_type).inc(count)
-        self._metrics.last_delivery.set(now)
-
-    def _rejection_record(self, rejection: Rejection) -> DeadLetterRecord:
-        return DeadLetterRecord.for_message(
-            rejection.event.message,
-            reason=rejection.reason.value,
-            detail=rejection.detail,
-            now=self._clock(),
-            attempts=rejection.attempts,
-            event_id=rejection.event.event_id,
-            status=rejection.status,
-        )
+            self._metrics.batches.labels(sink, batch_outcome(report)).inc()
 
     # -- dead letters and acknowledgement --------------------------------------------------------------
 
     async def _write_dead_letters(self, records: list[DeadLetterRecord]) -> None:
         """Write until confirmed; while the destination fails nothing is acknowledged and we are not ready."""
-        delay = 0.5
-        while True:
-            try:
-                await self._dead_letters.write(records)
-            except DeadLetterError:
-                self._metrics.dead_letter_failures.inc()
-                if not self._dead_letter_failing:
-                    log.exception("dead-letter destination failing; holding acknowledgements")
-                self._dead_letter_failing = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _DEAD_LETTER_RETRY_MAX_SECONDS)
-                continue
-            break
-        if self._dead_letter_failing:
-            log.info("dead-letter destination recovered")
-        self._dead_letter_failing = False
+        await self._dead_letters.write(records)
         self.stats.dead_lettered += len(records)
-        reasons: Counter[str] = Counter(r.reason for r in records)
-        for reason, count in reasons.items():
-            self._metrics.dead_letters.labels(reason).inc(count)
-        first = records[0]
-        log.warning(
-            "dead-lettered %d message(s)",
-            len(records),
-            extra={
-                "reasons": dict(reasons),
-                "example": {
-                    "reason": first.reason,
-                    "path": first.path,
-                    "detail": first.detail[:300],
-                    "coordinates": first.coordinates,
-                },
-            },
-        )
 
     def _settle(self, messages: Sequence[InboundMessage]) -> None:
         for message in messages:

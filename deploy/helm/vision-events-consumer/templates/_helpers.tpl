@@ -196,6 +196,30 @@ true
 {{- end }}
 
 {{/*
+Whether the data volume (/var/lib/vision-events) is a PersistentVolumeClaim: persistence.enabled, or
+the spool is on (a spool on an emptyDir would go with the pod, and its events with it). "true" or "".
+*/}}
+{{- define "vision-events-consumer.persistentData" -}}
+{{- if or .Values.persistence.enabled (dig "spool" "enabled" false .Values.config) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes quantity ("1Gi", "500M", "2048") in bytes.
+*/}}
+{{- define "vision-events-consumer.quantityBytes" -}}
+{{- $text := toString . }}
+{{- $units := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 }}
+{{- $number := regexFind `^[0-9]+(\.[0-9]+)?` $text }}
+{{- $unit := trimPrefix $number $text }}
+{{- if or (not $number) (not (hasKey $units $unit)) }}
+{{- fail (printf "persistence.size %q: expected a quantity such as 1Gi or 500Mi" $text) }}
+{{- end }}
+{{- mulf (float64 $number) (index $units $unit) }}
+{{- end }}
+
+{{/*
 Rendering-time checks of combinations the schema cannot express.
 */}}
 {{- define "vision-events-consumer.validate" -}}
@@ -213,4 +237,15 @@ Rendering-time checks of combinations the schema cannot express.
 {{- fail "keda scales on Kafka consumer-group lag: it needs config.source.type kafka" }}
 {{- end }}
 {{- $_ := include "vision-events-consumer.terminationGracePeriodSeconds" . }}
+{{- if dig "spool" "enabled" false .Values.config }}
+{{- $path := dig "spool" "path" "spool.db" .Values.config | toString }}
+{{- if not (hasPrefix "/var/lib/vision-events/" $path) }}
+{{- fail (printf "config.spool.path %q is not on the data volume: put it under /var/lib/vision-events/ (the only persistent, writable place)" $path) }}
+{{- end }}
+{{- $maxBytes := dig "spool" "max_bytes" 1073741824 .Values.config | float64 }}
+{{- $volume := include "vision-events-consumer.quantityBytes" .Values.persistence.size | float64 }}
+{{- if gt $maxBytes (mulf $volume 0.8) }}
+{{- fail (printf "config.spool.max_bytes (%.0f) is more than 80%% of persistence.size (%s): the volume would fill before the spool's bound (SQLite's overhead and the dead-letter file need room). Lower it or enlarge the volume" $maxBytes (toString .Values.persistence.size)) }}
+{{- end }}
+{{- end }}
 {{- end }}
