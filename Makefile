@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STAMP := .cache/installed.stamp
 
-.PHONY: install demo test test-unit lint format clean schema brokers-start brokers-stop tools chart-check
+.PHONY: install demo test test-unit lint format clean schema brokers-start brokers-stop tools chart-check bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -27,13 +27,17 @@ WITH_BROKERS = if [ "$(BROKERS)" = local ]; then scripts/brokers.sh start >&2 &&
 test: $(STAMP)
 	@$(WITH_BROKERS) $(PYTHON) -m pytest
 
-## tools: helm, hadolint, kubernetes-validate, promtool for the image and chart checks (cached)
+## tools: helm, hadolint, kubernetes-validate, promtool and prometheus for the image and chart checks (cached)
 tools:
 	bash scripts/install-tools.sh
 
 ## chart-check: hadolint, helm lint/template of every ci/ scenario, offline manifest validation, promtool
 chart-check: $(STAMP) tools
 	$(PYTHON) -m pytest tests/chart -q
+
+## bench: throughput, latency, memory against the real local brokers (bench/README.md); BENCH_ARGS=--quick for a smoke run
+bench: $(STAMP)
+	@$(WITH_BROKERS) $(PYTHON) -m bench $(BENCH_ARGS)
 
 brokers-start:
 	scripts/brokers.sh start

@@ -128,6 +128,7 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
         api_keys=args.api_key or ["local-dev-key"],
         use_cases=args.use_case or ["demo-use-case"],
         local_api_key=args.local_api_key,
+        fast=args.fast,
     )
     return EXIT_OK
 
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--api-key", action="append", help="accepted Bearer key (repeatable)")
     fake.add_argument("--use-case", action="append", help="known use case id (repeatable)")
     fake.add_argument("--local-api-key", help="X-API-Key required on /v2/events")
+    fake.add_argument("--fast", action="store_true", help="keep no event bodies or image bytes (benchmarks)")
     fake.set_defaults(handler=cmd_fake_api)
 
     demo = commands.add_parser(

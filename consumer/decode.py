@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from consumer.errors import DecodeError, Reason
+
+# Payloads up to this size have their brackets counted before any walk (see decode_message).
+_COUNT_BRACKETS_UP_TO: Final = 16 * 1024
+_LEAVES: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def decode_message(payload: bytes, *, max_bytes: int, max_depth: int) -> dict[str, Any] | list[Any]:
@@ -30,7 +34,11 @@ def decode_message(payload: bytes, *, max_bytes: int, max_depth: int) -> dict[st
         raise DecodeError(Reason.INVALID_JSON, text) from exc
     if not isinstance(value, dict | list):
         raise DecodeError(Reason.NOT_AN_OBJECT, f"top-level JSON {type(value).__name__} is not an object")
-    check_depth(value, max_depth)
+    # Nesting can be no deeper than the number of opening brackets: when even that is within the
+    # limit (a typical message), walking the parsed value is not needed. Counting is only cheaper
+    # than walking for small payloads; large ones are mostly long strings, cheap to walk.
+    if len(payload) > _COUNT_BRACKETS_UP_TO or payload.count(b"{") + payload.count(b"[") > max_depth:
+        check_depth(value, max_depth)
     return value
 
 
@@ -45,11 +53,15 @@ def check_depth(value: dict[str, Any] | list[Any], max_depth: int) -> None:
     Iterative, and it visits containers only, so long strings (base64 images) cost nothing.
     """
     stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
+        node, depth = pop()
         if depth > max_depth:
             raise DecodeError(Reason.TOO_DEEP, f"nesting deeper than {max_depth} levels")
         children = node.values() if isinstance(node, dict) else node
+        deeper = depth + 1
         for child in children:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
+            kind = type(child)
+            # Exact types first (all orjson makes); subclasses still count as containers.
+            if kind is dict or kind is list or (kind not in _LEAVES and isinstance(child, dict | list)):
+                push((child, deeper))

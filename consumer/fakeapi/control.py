@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -46,6 +47,8 @@ class ControlEndpoints:
             ("GET", "/_fake/local-events"): self._local_events,
             ("GET", "/_fake/uploads"): self._uploads,
             ("GET", "/_fake/stats"): self._stats,
+            ("GET", "/_fake/acceptance"): self._acceptance,
+            ("DELETE", "/_fake/acceptance"): self._clear_acceptance,
             ("POST", "/_fake/reset"): self._reset,
             ("GET", "/_fake/config"): self._config,
             ("POST", "/_fake/config"): self._set_config,
@@ -85,11 +88,24 @@ class ControlEndpoints:
         return json_response(200, {"count": len(events), "events": events})
 
     def _uploads(self, request: Request) -> Response:
-        sizes = {source_id: len(data) for source_id, data in self._state.uploads().items()}
+        sizes = self._state.upload_sizes()
         return json_response(200, {"count": len(sizes), "uploads": sizes})
 
     def _stats(self, request: Request) -> Response:
         return json_response(200, self._state.stats())
+
+    def _acceptance(self, request: Request) -> Response:
+        # ?summary=count: only count/first/last (cheap enough to poll many times a second);
+        # else latency percentiles too, and the timeline unless ?timeline=0.
+        query = parse_qs(request.query)
+        if query.get("summary") == ["count"]:
+            return json_response(200, self._state.acceptance.count())
+        timeline = query.get("timeline") != ["0"]
+        return json_response(200, self._state.acceptance.summary(timeline=timeline))
+
+    def _clear_acceptance(self, request: Request) -> Response:
+        self._state.acceptance.reset()
+        return json_response(200, {"cleared": True})
 
     def _reset(self, request: Request) -> Response:
         self._state.reset()

@@ -281,11 +281,15 @@ class FakeVisionEventsApi:
         request_log_limit: int = 100_000,
         clock: Callable[[], datetime] = _utc_now,
         verbose: bool = False,
+        retain: bool = True,
     ) -> None:
+        """``retain=False`` is the fast mode: bodies and image bytes are validated, not kept."""
         self._host = host
         self._port = port
         self._verbose = verbose
-        self._state = FakeState(use_cases, inactive_use_cases, local_capacity, request_log_limit)
+        self._state = FakeState(
+            use_cases, inactive_use_cases, local_capacity, request_log_limit, retain=retain
+        )
         self._faults = FaultPlan(fault_seed)
         self._app = FakeApp(
             state=self._state,
@@ -381,6 +385,10 @@ class FakeVisionEventsApi:
         """Return the ``GET /_fake/stats`` document: counts by endpoint/status, overwrites, types."""
         return self._state.stats()
 
+    def acceptance(self, *, timeline: bool = True) -> dict[str, Any]:
+        """Return the ``GET /_fake/acceptance`` document: accepted count, latency percentiles, timeline."""
+        return self._state.acceptance.summary(timeline=timeline)
+
     @property
     def overwrites(self) -> int:
         """How many accepted cloud events replaced an earlier one with the same eventId."""
@@ -459,8 +467,11 @@ def serve(
     max_upload_bytes: int = 20 * MIB,
     fault_seed: int = 0,
     verbose: bool = False,
+    fast: bool = False,
 ) -> None:
     """Run the fake API in the foreground until SIGINT or SIGTERM.
+
+    ``fast`` keeps no event bodies or image bytes (see :class:`FakeState`); validation is the same.
 
     Prints one line with the URL once it accepts connections (a wrapper script can wait for it).
     """
@@ -480,6 +491,7 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         fault_seed=fault_seed,
         verbose=verbose,
+        retain=not fast,
     )
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = (

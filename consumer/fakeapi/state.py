@@ -1,4 +1,9 @@
-"""Everything the fake API remembers, behind one lock: uploads, events, use cases, counters."""
+"""Everything the fake API remembers, behind one lock: uploads, events, use cases, counters.
+
+With ``retain=False`` (the stand-in's fast mode, for benchmarks) event bodies and image bytes are
+not kept: only event ids (so overwrites are still counted) and upload ids with their sizes (so an
+event can still only name an uploaded image). Memory then stays small over millions of events.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+from consumer.fakeapi.acceptance import AcceptanceLog
 
 ACTIVE: Final = "active"
 INACTIVE: Final = "inactive"
@@ -38,14 +45,19 @@ class FakeState:
         inactive_use_cases: Sequence[str] = (),
         local_capacity: int | None = None,
         request_log_limit: int = 100_000,
+        *,
+        retain: bool = True,
     ) -> None:
         self._lock = threading.Lock()
+        self.retain = retain
+        self.acceptance = AcceptanceLog()
         self._initial_use_cases = [UseCase(id_, id_) for id_ in use_cases] + [
             UseCase(id_, id_, INACTIVE) for id_ in inactive_use_cases
         ]
         self._initial_capacity = local_capacity
         self._use_cases: dict[str, UseCase] = {}
         self._uploads: dict[str, bytes] = {}
+        self._upload_sizes: dict[str, int] = {}
         self._events: dict[str, dict[str, Any]] = {}
         self._local_events: list[dict[str, Any]] = []
         # Bounded, so a long benchmark cannot grow memory without limit.
@@ -62,6 +74,7 @@ class FakeState:
         with self._lock:
             self._use_cases = {case.id: case for case in self._initial_use_cases}
             self._uploads.clear()
+            self._upload_sizes.clear()
             self._events.clear()
             self._local_events.clear()
             self._log.clear()
@@ -70,6 +83,7 @@ class FakeState:
             self._local_event_types.clear()
             self._overwrites = 0
             self.local_capacity = self._initial_capacity
+        self.acceptance.reset()
 
     # --- references (validation.References) ---------------------------------------------------
 
@@ -82,7 +96,7 @@ class FakeState:
     def is_uploaded(self, source_id: str) -> bool:
         """Whether ``source_id`` came from an upload."""
         with self._lock:
-            return source_id in self._uploads
+            return source_id in self._upload_sizes
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -90,19 +104,27 @@ class FakeState:
         """Keep an uploaded image; return its new ``sourceId``."""
         source_id = f"ve-img-{secrets.token_hex(8)}"
         with self._lock:
-            self._uploads[source_id] = data
+            self._upload_sizes[source_id] = len(data)
+            if self.retain:
+                self._uploads[source_id] = data
         return source_id
 
     def store_events(self, events: Iterable[dict[str, Any]]) -> int:
         """Store validated cloud events by eventId; return how many replaced an earlier one."""
         replaced = 0
+        batch = list(events)
+        # Without retention the id maps to an empty body: still a set of ids, for the overwrites.
+        empty: dict[str, Any] = {}
         with self._lock:
-            for event in events:
-                if event["eventId"] in self._events:
+            stored = self._events
+            for event in batch:
+                event_id = event["eventId"]
+                if event_id in stored:
                     replaced += 1
-                self._events[event["eventId"]] = event
+                stored[event_id] = event if self.retain else empty
                 self._event_types[event["eventType"]] += 1
             self._overwrites += replaced
+        self.acceptance.record(event.get("timestamp") for event in batch)
         return replaced
 
     def store_local_event(self, event: dict[str, Any]) -> str | None:
@@ -139,17 +161,25 @@ class FakeState:
             return [case for case in self._use_cases.values() if status is None or case.status == status]
 
     def upload(self, source_id: str) -> bytes | None:
-        """Return the bytes of an upload, or None."""
+        """Return the bytes of an upload, or None (always None for a non-retaining state)."""
         with self._lock:
             return self._uploads.get(source_id)
 
     def uploads(self) -> dict[str, bytes]:
-        """Return a copy of sourceId -> image bytes."""
+        """Return a copy of sourceId -> image bytes (empty for a non-retaining state)."""
         with self._lock:
             return dict(self._uploads)
 
+    def upload_sizes(self) -> dict[str, int]:
+        """Return sourceId -> size in bytes of every upload."""
+        with self._lock:
+            return dict(self._upload_sizes)
+
     def events(self) -> dict[str, dict[str, Any]]:
-        """Return a copy of eventId -> the last stored cloud event body (bodies are shared)."""
+        """Return a copy of eventId -> the last stored cloud event body (bodies are shared).
+
+        Without retention every body is ``{}``.
+        """
         with self._lock:
             return dict(self._events)
 
@@ -193,5 +223,6 @@ class FakeState:
                 "localEvents": len(self._local_events),
                 "localEventTypes": dict(self._local_event_types),
                 "localCapacity": self.local_capacity,
-                "uploads": len(self._uploads),
+                "uploads": len(self._upload_sizes),
+                "retain": self.retain,
             }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -51,6 +51,23 @@ class OrderedAcks(Generic[Token]):
             entry = _Entry(token)
             current.entries.append(entry)
             return current, entry
+
+    def register_many(
+        self, items: Sequence[tuple[Hashable, Token]]
+    ) -> list[tuple[_Lane[Token], _Entry[Token]]]:
+        """``register`` for each (lane, token) in order, under one lock; returns the handles."""
+        handles: list[tuple[_Lane[Token], _Entry[Token]]] = []
+        append = handles.append
+        with self._lock:
+            lanes = self._lanes
+            for lane, token in items:
+                current = lanes.get(lane)
+                if current is None:
+                    current = lanes[lane] = _Lane()
+                entry = _Entry(token)
+                current.entries.append(entry)
+                append((current, entry))
+        return handles
 
     def settle(self, handle: tuple[_Lane[Token], _Entry[Token]]) -> list[Token]:
         """Mark a message settled; returns the tokens now releasable in receive order."""

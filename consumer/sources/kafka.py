@@ -160,6 +160,27 @@ class OffsetBook:
             handle = self._acks.register(lane, offset)
         return functools.partial(self._settle, lane, handle)
 
+    def register_many(self, messages: list[tuple[str, int, int]]) -> list[Callable[[], None]]:
+        """``register`` for each (topic, partition, offset), in receive order, under one lock."""
+        items: list[tuple[Partition, int]] = []
+        with self._lock:
+            last = dict(self._last)
+            for topic, partition, offset in messages:
+                lane = (topic, partition)
+                if offset <= last.get(lane, -1):
+                    break  # a rewind: let register handle it, one message at a time
+                last[lane] = offset
+                items.append((lane, offset))
+            else:
+                self._last.update(last)
+                handles = self._acks.register_many(items)
+                settle = self._settle
+                return [
+                    functools.partial(settle, lane, handle)
+                    for (lane, _offset), handle in zip(items, handles, strict=True)
+                ]
+        return [self.register(topic, partition, offset) for topic, partition, offset in messages]
+
     def _settle(self, lane: Partition, handle: tuple[Any, Any]) -> None:
         with self._lock:
             released = self._acks.settle(handle)
@@ -308,7 +329,7 @@ class KafkaSource:
         self._submit_grace = submit_grace_seconds
         self._consumer_factory = consumer_factory
         self._wake = threading.Event()
-        self._book = OffsetBook(on_release=self._wake.set)
+        self._book = OffsetBook(on_release=self._wake_up)
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
         # Set from the event loop, read by the consumer thread.
         self._stopping = threading.Event()
@@ -354,6 +375,11 @@ class KafkaSource:
     def paused_partitions(self) -> int:
         """Partitions currently paused for backpressure or shutdown."""
         return len(self._paused)
+
+    def _wake_up(self) -> None:
+        """Wake the consumer thread (called on every ack that releases an offset: cheap when awake)."""
+        if not self._wake.is_set():
+            self._wake.set()
 
     # -- the event loop side --------------------------------------------------------------------------
 
@@ -579,6 +605,8 @@ class KafkaSource:
 
     def _convert(self, messages: list[Message]) -> list[InboundMessage]:
         batch: list[InboundMessage] = []
+        coordinates: list[tuple[str, int, int]] = []
+        assigned = self._assigned
         now = time.time()
         for message in messages:
             error = message.error()
@@ -586,12 +614,7 @@ class KafkaSource:
                 self._on_message_error(error)
                 continue
             topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if (
-                topic is None
-                or partition is None
-                or offset is None
-                or (topic, partition) not in self._assigned
-            ):
+            if topic is None or partition is None or offset is None or (topic, partition) not in assigned:
                 continue  # fetched before its partition was revoked in this same consume() call
             inbound = InboundMessage(
                 source="kafka",
@@ -604,8 +627,11 @@ class KafkaSource:
                 partition=partition,
                 offset=offset,
             )
-            inbound.ack = self._book.register(topic, partition, offset)
+            coordinates.append((topic, partition, offset))
             batch.append(inbound)
+        if batch:
+            for inbound, ack in zip(batch, self._book.register_many(coordinates), strict=True):
+                inbound.ack = ack
         return batch
 
     # -- pause and resume -----------------------------------------------------------------------------

@@ -85,6 +85,7 @@ _MIN_SECONDS_BEFORE_FORCED_RECONNECT: Final = 1.0
 # Without waiting for room forever (a steady QoS 0 stream may keep the pipeline busy).
 _MAX_SECONDS_BEFORE_FORCED_RECONNECT: Final = 30.0
 _MAX_SUBSCRIPTION_ID: Final = 268_435_455
+_LABEL_CACHE_SIZE: Final = 10_000
 
 
 # -- subscriptions --------------------------------------------------------------------------------
@@ -259,6 +260,7 @@ class MqttSource:
         self.subscriptions = build_subscriptions(config, route_filters)
         self._by_id = {index + 1: sub.filter for index, sub in enumerate(self.subscriptions)}
         self._route_filters = list(dict.fromkeys(route_filters))
+        self._labels: dict[tuple[int | None, str], str] = {}
         self._metrics = metrics
         self._connected_gauge = metrics.source_connected.labels(SOURCE)
         self._reconnects = metrics.source_reconnects.labels(SOURCE)
@@ -609,14 +611,28 @@ class MqttSource:
         )
 
     def _label(self, msg: paho.MQTTMessage, topic: str) -> str:
-        """The subscription filter the message came through (a bounded metrics label)."""
+        """The subscription filter the message came through (a bounded metrics label).
+
+        Topics repeat endlessly and matching a filter is pure Python, so the answer is cached per
+        (subscription identifier, topic); the cache starts over when it gets large.
+        """
+        ids = None
         if self._v5 and msg.properties is not None:
             ids = getattr(msg.properties, "SubscriptionIdentifier", None)
-            if ids:
-                found = self._by_id.get(ids[0])
-                # A subscription left in the session by an older configuration may reuse the id.
-                if found is not None and paho.topic_matches_sub(found, topic):
-                    return found
+        key = (ids[0] if ids else None, topic)
+        label = self._labels.get(key)
+        if label is None:
+            if len(self._labels) >= _LABEL_CACHE_SIZE:
+                self._labels.clear()
+            label = self._labels[key] = self._match_label(ids, topic)
+        return label
+
+    def _match_label(self, ids: list[int] | None, topic: str) -> str:
+        if ids:
+            found = self._by_id.get(ids[0])
+            # A subscription left in the session by an older configuration may reuse the id.
+            if found is not None and paho.topic_matches_sub(found, topic):
+                return found
         for sub in self.subscriptions:
             if paho.topic_matches_sub(sub.filter, topic):
                 return sub.filter

@@ -64,7 +64,11 @@ class MqttTransport:
         self._records: list[DeadLetterRecord] = []
         self._lock = threading.Lock()
         host, port = _host_port(url)
-        self._dlq = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dlq-reader-{self.uid}")
+        # A persistent session: dead letters published while the reader reconnects (a broker
+        # restart) are queued for it instead of going to no one.
+        self._dlq = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"dlq-reader-{self.uid}", clean_session=False
+        )
         subscribed = threading.Event()
         self._dlq.on_connect = lambda client, *_: client.subscribe(self.dlq_topic, qos=1)
         self._dlq.on_subscribe = lambda *_: subscribed.set()

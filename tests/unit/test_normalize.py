@@ -459,3 +459,21 @@ def test_predictions_without_image_can_be_dead_lettered_by_route() -> None:
 def test_unknown_shape_is_a_format_error() -> None:
     routes = 'routes: [{match: "m", event_type: custom, use_case: u}]'
     assert _error(routes, "m", {"hello": "world"}).reason is Reason.UNKNOWN_FORMAT
+
+
+def test_fast_uuid5_equals_the_standard_library() -> None:
+    import random
+    import uuid
+
+    from consumer.identity import EVENT_ID_NAMESPACE, uuid5_text
+
+    rng = random.Random(4)
+    names = [
+        "",
+        "id:x",
+        "topic:a/b\x00sha256:" + "f" * 64,
+        "ünïcode",
+        *(str(rng.random()) for _ in range(500)),
+    ]
+    for name in names:
+        assert uuid5_text(name) == str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
