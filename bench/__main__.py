@@ -70,6 +70,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
         mqtt=dict(MQTT),
         sink=dict(SINK),
         profile=args.profile,
+        spool=args.spool,
     )
 
 
@@ -89,6 +90,11 @@ def main() -> None:
     parser.add_argument("--consumer-cpu", type=int, help="the CPU the consumer runs on (default: the second)")
     parser.add_argument(
         "--profile", type=Path, help="py-spy the consumer during each drain; collapsed stacks here"
+    )
+    parser.add_argument(
+        "--spool",
+        choices=("full", "normal"),
+        help="run with the durable spool on, at this synchronous level (compare with a run without)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")
     parser.add_argument("--name", help="file name stem (default: quick|full-<UTC time>)")
@@ -121,7 +127,13 @@ def main() -> None:
         if runner.standin is not None:
             results["standin_stats"] = runner.standin.stats()
     results["dead_letters"] = dead_letters
-    results["settings"] = {"batch": plan.batch, "kafka": plan.kafka, "mqtt": plan.mqtt, "sink": plan.sink}
+    results["settings"] = {
+        "batch": plan.batch,
+        "kafka": plan.kafka,
+        "mqtt": plan.mqtt,
+        "sink": plan.sink,
+        "spool": plan.spool,
+    }
     results["counts"] = plan.counts
     results["machine"] = {
         "cpus": cpu_count(),

@@ -48,6 +48,8 @@ class Plan:
     mqtt: dict[str, Any] = field(default_factory=dict)
     sink: dict[str, Any] = field(default_factory=dict)
     profile: Path | None = None
+    # With the durable spool: events are acknowledged once spooled, delivered by its forwarder.
+    spool: str | None = None
 
 
 def free_port() -> int:
@@ -196,6 +198,17 @@ class Runner:
             "dead_letter": {"type": "jsonl", "jsonl": {"path": str(self.workdir / "dead-letters.jsonl")}},
             "log": {"level": "INFO", "format": "json"},
             "shutdown_deadline_seconds": 20,
+            **(
+                {
+                    "spool": {
+                        "enabled": True,
+                        "path": str(self.workdir / "spool.db"),
+                        "synchronous": self.plan.spool,
+                    }
+                }
+                if self.plan.spool is not None
+                else {}
+            ),
         }
 
     def _kafka(self, naming: Naming, routes: Path, payloads: Payloads) -> None:
