@@ -39,6 +39,7 @@ from consumer.errors import Reason, RejectedError
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
 from consumer.sinks.base import DeliveryReport, Rejection
+from consumer.sinks.http import HttpSink
 from consumer.sinks.images import CloudImages
 from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
 from consumer.sinks.status import Target, send
@@ -66,7 +67,7 @@ def acknowledged_ids(response: httpx.Response) -> set[str] | None:
     return {item for item in ids if isinstance(item, str)}
 
 
-class CloudSink:
+class CloudSink(HttpSink):
     """Delivers batches to the cloud Vision Events API."""
 
     name: str = "cloud"
@@ -85,12 +86,7 @@ class CloudSink:
     ) -> None:
         self._config = config
         self._metrics = metrics
-        self._owns_client = client is None
-        self._client = (
-            client
-            if client is not None
-            else httpx.AsyncClient(timeout=config.timeout_seconds, follow_redirects=False)
-        )
+        super().__init__(client, config.timeout_seconds)
         self._url = f"{config.resolved_base_url()}/vision-events/batch"
         api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
         headers = httpx.Headers(config.extra_headers)
@@ -106,16 +102,6 @@ class CloudSink:
         self.images = CloudImages(
             config, images, self._client, self.policy, metrics, headers=upload_headers, secrets=self._secrets
         )
-
-    @property
-    def auth_failing(self) -> bool:
-        """True while the API refuses the credentials (401/403)."""
-        return self.policy.auth_failing
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this sink created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
         """Upload the batch's images, post the events, and report each one's fate."""

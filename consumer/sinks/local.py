@@ -25,12 +25,13 @@ from consumer.errors import Reason, RejectedError
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
 from consumer.sinks.base import DeliveryReport, Rejection
+from consumer.sinks.http import HttpSink
 from consumer.sinks.images import LocalImages, ResolvedEvent
 from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
 from consumer.sinks.status import Target, send
 
 
-class LocalSink:
+class LocalSink(HttpSink):
     """Delivers events to an on-device Event Store, one request per event."""
 
     name: str = "local"
@@ -49,12 +50,7 @@ class LocalSink:
     ) -> None:
         self._config = config
         self._metrics = metrics
-        self._owns_client = client is None
-        self._client = (
-            client
-            if client is not None
-            else httpx.AsyncClient(timeout=config.timeout_seconds, follow_redirects=False)
-        )
+        super().__init__(client, config.timeout_seconds)
         self._url = f"{config.url.rstrip('/')}/v2/events"
         self._headers = httpx.Headers({"Content-Type": "application/json"})
         api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
@@ -64,16 +60,6 @@ class LocalSink:
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self.policy = RetryPolicy(retry, metrics, self.name, sleep=sleep, clock=clock, rng=rng)
         self.images = LocalImages(images, self._client, self.policy, metrics, concurrency=config.concurrency)
-
-    @property
-    def auth_failing(self) -> bool:
-        """True while the Event Store refuses the API key (401/403)."""
-        return self.policy.auth_failing
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this sink created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
         """Post each event (concurrently, bounded) and report each one's fate."""

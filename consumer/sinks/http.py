@@ -1,0 +1,35 @@
+"""What the HTTP sinks share: owning (or borrowing) the client, and auth state from the retry policy."""
+
+from __future__ import annotations
+
+import httpx
+
+from consumer.sinks.retry import RetryPolicy
+
+
+class HttpSink:
+    """Base of the cloud and on-device sinks.
+
+    A sink given a client (tests inject a mock transport) borrows it; otherwise it creates one,
+    never following redirects (a redirect could carry the API key to another host), and closes it.
+    """
+
+    policy: RetryPolicy
+
+    def __init__(self, client: httpx.AsyncClient | None, timeout_seconds: float) -> None:
+        self._owns_client = client is None
+        self._client = (
+            client
+            if client is not None
+            else httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+        )
+
+    @property
+    def auth_failing(self) -> bool:
+        """True while the destination refuses the credentials (401/403)."""
+        return self.policy.auth_failing
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this sink created it."""
+        if self._owns_client:
+            await self._client.aclose()
