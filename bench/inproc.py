@@ -1,0 +1,124 @@
+"""The pipeline's own cost per event, in one process, without brokers: ``python -m bench.inproc``.
+
+Feeds ready-made messages (as a source would hand them over, 1000 at a time) through the real
+``Pipeline`` (normalizer, batching, acknowledgement) and the real cloud sink over HTTP into the
+stand-in (fast mode, on another CPU), and reports wall time and this process's CPU time per
+event. Against ``python -m bench`` the difference is the transport (client library, source
+thread, hand-off); against ``python -m bench.micro`` it is batching, HTTP and bookkeeping.
+
+``--profile FILE`` writes a cProfile of the run (``python -m pstats FILE`` to read it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench.messages import Naming, Payloads, jpeg_of_size
+from bench.procs import cpu_count
+from bench.standin import API_KEY, StandIn
+from consumer.config import BatchConfig, CloudSinkConfig, ImagesConfig, LimitsConfig, RetryConfig
+from consumer.deadletter import JsonlDeadLetterWriter
+from consumer.metrics import Metrics
+from consumer.model import InboundMessage
+from consumer.normalize import Normalizer
+from consumer.pipeline import Pipeline
+from consumer.routing import load_routes
+from consumer.sinks.cloud import CloudSink
+
+_HANDOFF = 1000  # messages per submit, as the Kafka source hands them over
+
+
+class _Acks:
+    """Counts acknowledgements, as a source's ack callback would be called."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def ack(self) -> None:
+        self.count += 1
+
+
+async def _drain(pipeline: Pipeline, messages: list[InboundMessage]) -> None:
+    for start in range(0, len(messages), _HANDOFF):
+        await pipeline.submit(messages[start : start + _HANDOFF])
+    await pipeline.flush()
+
+
+def run(kind: str, count: int, profile: Path | None, workdir: Path) -> None:
+    """Drain ``count`` messages of ``kind`` through the pipeline and print the cost per event."""
+    other = {0} if cpu_count() > 1 else None
+    standin = StandIn(other, workdir / "standin.log")
+    try:
+        if cpu_count() > 1:
+            os.sched_setaffinity(0, {1})
+        source_id = standin.upload(jpeg_of_size())
+        naming = Naming("inproc", "kafka")
+        payloads = Payloads("inproc", source_id)
+        routes = workdir / "routes.yaml"
+        routes.write_text(naming.routes_yaml())
+        acks = _Acks()
+        now = time.time()
+        messages = [
+            InboundMessage(
+                source="kafka",
+                topic=naming.topic(kind, 1 + seq % 4),
+                payload=payloads.make(kind, seq, now),
+                received_at=now,
+                subscription=naming.topic(kind),
+                ack=acks.ack,
+            )
+            for seq in range(count)
+        ]
+        metrics = Metrics()
+        sink = CloudSink(
+            CloudSinkConfig(base_url=standin.url, api_key=API_KEY, upload_concurrency=16),
+            RetryConfig(),
+            ImagesConfig(),
+            metrics,
+        )
+        pipeline = Pipeline(
+            Normalizer(load_routes(routes), LimitsConfig(), ImagesConfig()),
+            sink,
+            JsonlDeadLetterWriter(workdir / "dead-letters.jsonl"),
+            metrics,
+            BatchConfig(max_events=100, linger_ms=50, max_in_flight_batches=8, max_in_flight_events=5000),
+        )
+        profiler = cProfile.Profile() if profile is not None else None
+        started, cpu_started = time.perf_counter(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        asyncio.run(_drain(pipeline, messages))
+        if profiler is not None:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        if not (acks.count == count and pipeline.stats.delivered == count):
+            raise RuntimeError(f"{acks.count} acknowledged, {pipeline.stats.delivered} delivered of {count}")
+        print(
+            f"{kind}: {count} events, {count / wall:,.0f} events/s, "
+            f"{wall / count * 1e6:.1f} us wall and {cpu / count * 1e6:.1f} us CPU per event"
+        )
+        if profiler is not None and profile is not None:
+            profiler.dump_stats(profile)
+            print(f"profile written to {profile}")
+    finally:
+        standin.child.terminate(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
+    parser.add_argument("--kind", default="od", choices=("od", "cls"))
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--profile", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args.kind, args.count, args.profile, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
