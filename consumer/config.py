@@ -200,6 +200,14 @@ class BatchConfig(_Section):
     max_in_flight_events: int = Field(
         10_000, ge=1, description="Events received and not yet settled; sources pause above it."
     )
+    max_in_flight_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        description=(
+            "Payload bytes received and not yet settled; sources pause above it. Bounds memory "
+            "when messages carry images (a batch is let in alone when nothing is in flight)."
+        ),
+    )
 
 
 class RetryConfig(_Section):

@@ -140,6 +140,12 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.in_flight_bytes = Gauge(
+            "in_flight_bytes",
+            "Payload bytes of the messages received and not yet delivered or dead-lettered.",
+            namespace=ns,
+            registry=r,
+        )
         self.end_to_end_latency = Histogram(
             "end_to_end_latency_seconds",
             "From the event's capture time to the API accepting it.",

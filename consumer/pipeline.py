@@ -7,9 +7,10 @@ one, so there is one thread hop per batch at most. Every message ends in exactly
 - it, or its event, was dead-lettered (durably) -> acknowledged
 - a route settled it without an event           -> acknowledged (counted as suppressed/filtered)
 
-Nothing is acknowledged before one of these. ``max_in_flight_events`` bounds the messages between
-``submit`` and acknowledgement: ``submit`` waits while the bound is reached, which is how a slow
-API pushes back on the sources.
+Nothing is acknowledged before one of these. ``max_in_flight_events`` and ``max_in_flight_bytes``
+bound the messages (and their payload bytes) between ``submit`` and acknowledgement: ``submit``
+waits while a bound would be passed, which is how a slow API pushes back on the sources and what
+keeps memory flat when messages carry images.
 
 With the durable spool (``final_sink=False``) the sink is the spool: "accepted" then means
 committed to it, and the spool's forwarder (``consumer.spool``) later delivers to the API with the
@@ -195,6 +196,7 @@ class Pipeline:
         self._deliveries: set[asyncio.Task[None]] = set()
         self._batch_slots = asyncio.Semaphore(batch.max_in_flight_batches)
         self._in_flight = 0
+        self._in_flight_bytes = 0
         self._settled = asyncio.Condition()
         self.stats = PipelineStats()
 
@@ -220,12 +222,23 @@ class Pipeline:
         """True while the sink's credentials are refused."""
         return self._sink.auth_failing
 
-    def has_room(self, incoming: int = 1) -> bool:
-        """Whether ``submit`` of ``incoming`` messages would proceed without waiting.
+    @property
+    def in_flight_bytes(self) -> int:
+        """Payload bytes of the messages submitted and not yet acknowledged."""
+        return self._in_flight_bytes
 
+    def has_room(self, incoming: int = 1, incoming_bytes: int = 0) -> bool:
+        """Whether ``submit`` of ``incoming`` messages of ``incoming_bytes`` would proceed without waiting.
+
+        With nothing in flight there is always room, so one batch larger than a bound still passes.
         Safe to call from a source's own thread: sources use it to pause before they must block.
         """
-        return self._in_flight + incoming <= self._batch.max_in_flight_events or self._in_flight == 0
+        if self._in_flight == 0:
+            return True
+        return (
+            self._in_flight + incoming <= self._batch.max_in_flight_events
+            and self._in_flight_bytes + incoming_bytes <= self._batch.max_in_flight_bytes
+        )
 
     # -- intake ---------------------------------------------------------------------------------------
 
@@ -237,10 +250,12 @@ class Pipeline:
         """
         if not messages:
             return
-        await self._wait_for_room(len(messages))
+        size = self._count_received(messages)
+        await self._wait_for_room(len(messages), size)
         self._in_flight += len(messages)
+        self._in_flight_bytes += size
         self._metrics.in_flight_events.set(self._in_flight)
-        self._count_received(messages)
+        self._metrics.in_flight_bytes.set(self._in_flight_bytes)
         self.stats.received += len(messages)
 
         outcomes: Counter[tuple[str, str]] = Counter()
@@ -288,7 +303,8 @@ class Pipeline:
             await self._write_dead_letters(dead)
             self._settle(dead_messages)
 
-    def _count_received(self, messages: Sequence[InboundMessage]) -> None:
+    def _count_received(self, messages: Sequence[InboundMessage]) -> int:
+        """Count the messages and their bytes by source and topic; return their payload bytes."""
         by_label: Counter[tuple[str, str]] = Counter()
         size_by_source: Counter[str] = Counter()
         for message in messages:
@@ -298,14 +314,15 @@ class Pipeline:
             self._metrics.messages_received.labels(source, topic).inc(count)
         for source, size in size_by_source.items():
             self._metrics.message_bytes.labels(source).inc(size)
+        return sum(size_by_source.values())
 
-    async def _wait_for_room(self, incoming: int) -> None:
-        if self.has_room(incoming):
+    async def _wait_for_room(self, incoming: int, incoming_bytes: int) -> None:
+        if self.has_room(incoming, incoming_bytes):
             return
         # Waiting for deliveries: do not let a partial batch sit out its linger meanwhile.
         self._flush_pending()
         async with self._settled:
-            await self._settled.wait_for(lambda: self.has_room(incoming))
+            await self._settled.wait_for(lambda: self.has_room(incoming, incoming_bytes))
 
     # -- batching -------------------------------------------------------------------------------------
 
@@ -363,7 +380,9 @@ class Pipeline:
             except Exception:  # a source's ack failing must not strand the others
                 log.exception("acknowledging a message failed", extra={"coordinates": message.coordinates()})
         self._in_flight -= len(messages)
+        self._in_flight_bytes -= sum(len(message.payload) for message in messages)
         self._metrics.in_flight_events.set(self._in_flight)
+        self._metrics.in_flight_bytes.set(self._in_flight_bytes)
         if messages:
             asyncio.get_running_loop().create_task(self._notify_settled())
 

@@ -19,10 +19,11 @@ Offsets
     old messages do nothing, and the new owner redelivers them (event ids are idempotent).
 
 Backpressure
-    Before handing a batch over the thread asks ``pipeline.has_room(n)``. When there is no
+    Before handing a batch over the thread asks ``pipeline.has_room(n, bytes)``. When there is no
     room (or a hand-off has not finished) for ``pause_after_seconds``, it pauses every assigned
     partition and keeps calling ``consume()``, which fetches nothing but keeps the group
-    membership and ``max.poll.interval.ms`` alive, until there is room for a full batch again.
+    membership and ``max.poll.interval.ms`` alive, until there is room for a full batch again
+    (as many bytes as the last batch handed over).
     Between two ``consume()`` calls the thread waits at most ``consume_timeout_seconds`` or
     ``pause_after_seconds`` (a synchronous commit or ``close()`` aside), far below
     ``max.poll.interval.ms``.
@@ -347,6 +348,7 @@ class KafkaSource:
         self._paused: set[Partition] = set()
         self._want_paused = False
         self._pending: list[InboundMessage] = []
+        self._last_batch_bytes = 0
         self._submission: concurrent.futures.Future[None] | None = None
         self._stored_uncommitted = False
         self._sync_committed: dict[Partition, int] = {}
@@ -527,7 +529,10 @@ class KafkaSource:
             return
         if self._want_paused:
             # Resume only with room for a whole batch, so a full pipeline does not make us flap.
-            if not (self._hand_off_done() and self._has_room(self._config.consume_batch_size)):
+            if not (
+                self._hand_off_done()
+                and self._has_room(self._config.consume_batch_size, self._last_batch_bytes)
+            ):
                 self._idle(consumer)
                 return
             self._resume_all(consumer)
@@ -572,9 +577,9 @@ class KafkaSource:
 
     # -- hand-off -------------------------------------------------------------------------------------
 
-    def _has_room(self, incoming: int) -> bool:
+    def _has_room(self, incoming: int, incoming_bytes: int) -> bool:
         pipeline = self._pipeline
-        return pipeline is not None and pipeline.has_room(incoming)
+        return pipeline is not None and pipeline.has_room(incoming, incoming_bytes)
 
     def _hand_off_done(self) -> bool:
         """Whether no hand-off is in progress; raises if the last one failed."""
@@ -589,10 +594,13 @@ class KafkaSource:
         return True
 
     def _can_submit(self) -> bool:
-        return self._hand_off_done() and self._has_room(len(self._pending))
+        if not self._hand_off_done():
+            return False
+        return self._has_room(len(self._pending), sum(len(m.payload) for m in self._pending))
 
     def _submit(self) -> None:
         batch, self._pending = self._pending, []
+        self._last_batch_bytes = sum(len(m.payload) for m in batch)
         loop, pipeline = self._loop, self._pipeline
         if loop is None or pipeline is None:
             return
