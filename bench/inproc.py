@@ -17,6 +17,7 @@ import cProfile
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.messages import Naming, Payloads, jpeg_of_size
@@ -50,8 +51,25 @@ async def _drain(pipeline: Pipeline, messages: list[InboundMessage]) -> None:
     await pipeline.flush()
 
 
-def run(kind: str, count: int, profile: Path | None, workdir: Path) -> None:
-    """Drain ``count`` messages of ``kind`` through the pipeline and print the cost per event."""
+@dataclass(frozen=True, slots=True)
+class InprocResult:
+    """One in-process drain: events, wall and CPU microseconds per event."""
+
+    kind: str
+    events: int
+    wall_us: float
+    cpu_us: float
+
+    def line(self) -> str:
+        """A human line for the terminal."""
+        return (
+            f"{self.kind}: {self.events} events, {1e6 / self.wall_us:,.0f} events/s, "
+            f"{self.wall_us:.1f} us wall and {self.cpu_us:.1f} us CPU per event"
+        )
+
+
+def run(kind: str, count: int, profile: Path | None, workdir: Path) -> InprocResult:
+    """Drain ``count`` messages of ``kind`` through the pipeline; the cost per event."""
     other = {0} if cpu_count() > 1 else None
     standin = StandIn(other, workdir / "standin.log")
     try:
@@ -99,13 +117,10 @@ def run(kind: str, count: int, profile: Path | None, workdir: Path) -> None:
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         if not (acks.count == count and pipeline.stats.delivered == count):
             raise RuntimeError(f"{acks.count} acknowledged, {pipeline.stats.delivered} delivered of {count}")
-        print(
-            f"{kind}: {count} events, {count / wall:,.0f} events/s, "
-            f"{wall / count * 1e6:.1f} us wall and {cpu / count * 1e6:.1f} us CPU per event"
-        )
         if profiler is not None and profile is not None:
             profiler.dump_stats(profile)
             print(f"profile written to {profile}")
+        return InprocResult(kind, count, wall / count * 1e6, cpu / count * 1e6)
     finally:
         standin.child.terminate(5)
 
@@ -117,7 +132,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run(args.kind, args.count, args.profile, Path(tmp))
+        print(run(args.kind, args.count, args.profile, Path(tmp)).line())
 
 
 if __name__ == "__main__":
