@@ -214,7 +214,8 @@ class Runner:
     def _kafka(self, naming: Naming, routes: Path, payloads: Payloads) -> None:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         publisher = KafkaPublisher(bootstrap)
-        topics = {kind: naming.topic(kind) for kind in self.plan.kinds}
+        # The warm-up publishes od messages, whatever kinds are measured.
+        topics = {kind: naming.topic(kind) for kind in dict.fromkeys(["od", *self.plan.kinds])}
         publisher.create_topics(list(topics.values()))
         source = {
             "type": "kafka",
