@@ -11,97 +11,22 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from consumer.cli import main
 from consumer.fakeapi import FakeVisionEventsApi
-from tests.support.corpus import USE_CASES, CorpusMessage, build_corpus
-from tests.support.process import ConsumerProcess, free_port, wait_until, write_settings
+from tests.support.corpus import USE_CASES
+from tests.support.process import ConsumerProcess, wait_until
+from tests.support.stack import API_KEY, Stack, open_stack
 from tests.support.transports import KafkaTransport, MqttTransport, Transport
 
 pytestmark = pytest.mark.e2e
 
-API_KEY = "e2e-key"
 BROKERS_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "brokers.sh"
 DRAIN_DEADLINE = 15.0
-
-
-@dataclass
-class Stack:
-    """A transport, the API stand-in and a way to start consumer processes against them."""
-
-    transport: Transport
-    api: FakeVisionEventsApi
-    tmp: Path
-    routes: Path
-    started: list[ConsumerProcess]
-
-    def consumer(self, name: str, **overrides: Any) -> ConsumerProcess:
-        port = free_port()
-        settings: dict[str, Any] = {
-            "routes": str(self.routes),
-            **self.transport.source_settings(
-                client_id=f"{self.transport.topics.prefix}-{name}",
-                group=f"{self.transport.topics.prefix}-group",
-            ),
-            "sink": {"type": "cloud", "cloud": {"base_url": self.api.url, "api_key": API_KEY}},
-            "batch": {"linger_ms": 50, "max_in_flight_events": 4000},
-            "retry": {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 1.0},
-            "http": {"host": "127.0.0.1", "port": port},
-            "shutdown_deadline_seconds": DRAIN_DEADLINE,
-            "log": {"level": "INFO"},
-        }
-        for dotted, value in overrides.items():
-            tree = settings
-            *parents, last = dotted.split(".")
-            for key in parents:
-                tree = tree.setdefault(key, {})
-            tree[last] = value
-        config = write_settings(self.tmp / f"{name}.yaml", settings)
-        process = ConsumerProcess(config, port, self.tmp / f"{name}.log")
-        self.started.append(process)
-        return process
-
-    def corpus(self, count: int, seed: int) -> list[CorpusMessage]:
-        return build_corpus(count, seed=seed, topics=self.transport.topics)
-
-    def wait_for_everything(self, corpus: list[CorpusMessage], timeout: float = 120) -> None:
-        valid = {m.event_id for m in corpus if m.event_type is not None}
-        # Distinct (bytes, reason): after a restart a dead letter may legitimately come twice.
-        invalid = {(m.payload, m.reason) for m in corpus if m.reason is not None}
-
-        def dead() -> set[tuple[bytes, str | None]]:
-            return {(r.payload, r.reason) for r in self.transport.dead_letters()}
-
-        def done() -> bool:
-            return valid <= self.api.events().keys() and invalid <= dead()
-
-        try:
-            wait_until(done, timeout, "every event delivered and every invalid message dead-lettered")
-        except AssertionError:
-            missing = len(valid - self.api.events().keys())
-            missing_dead = len(invalid - dead())
-            logs = "\n---\n".join(p.log_tail(15) for p in self.started)
-            summary = f"{missing} events and {missing_dead} dead letters missing"
-            raise AssertionError(f"{summary}\n{logs}") from None
-
-    def check_outcome(self, corpus: list[CorpusMessage], *, exactly_once_dead_letters: bool) -> None:
-        valid = {m.event_id: m.event_type for m in corpus if m.event_type is not None}
-        received = self.api.events()
-        # Every valid message arrived with its type, and nothing else: a duplicate can only ever be
-        # the same eventId written again.
-        assert {eid: body["eventType"] for eid, body in received.items()} == valid
-        expected_dead = sorted((m.payload, m.reason) for m in corpus if m.reason is not None)
-        got_dead = [(r.payload, r.reason) for r in self.transport.dead_letters()]
-        if exactly_once_dead_letters:
-            assert sorted(got_dead) == expected_dead
-        else:  # after a SIGKILL a dead letter may be written again; none may be missing
-            assert sorted(set(got_dead)) == sorted(set(expected_dead))
 
 
 @pytest.fixture(params=["mqtt", "kafka"])
@@ -110,17 +35,8 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         transport: Transport = MqttTransport(request.getfixturevalue("mqtt_url"))
     else:
         transport = KafkaTransport(request.getfixturevalue("kafka_bootstrap"))
-    routes = tmp_path / "routes.yaml"
-    routes.write_text(transport.topics.routes_yaml())
-    api = FakeVisionEventsApi(api_keys=(API_KEY,), use_cases=USE_CASES).start()
-    built = Stack(transport, api, tmp_path, routes, [])
-    try:
+    with open_stack(transport, tmp_path, drain_deadline=DRAIN_DEADLINE) as built:
         yield built
-    finally:
-        for process in built.started:
-            process.stop_quietly()
-        api.stop()
-        transport.close()
 
 
 def test_ten_thousand_mixed_messages(stack: Stack) -> None:

@@ -20,22 +20,20 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from consumer.deadletter import read_dead_letters
-from consumer.fakeapi import FakeVisionEventsApi
 from tests.support.brokers import unavailable
-from tests.support.corpus import USE_CASES, CorpusMessage, build_corpus
-from tests.support.process import ConsumerProcess, free_port, wait_until, write_settings
+from tests.support.corpus import CorpusMessage
+from tests.support.process import ConsumerProcess, free_port, wait_until
+from tests.support.stack import Stack, open_stack
 from tests.support.transports import KafkaTransport, MqttTransport, Transport
 
 pytestmark = pytest.mark.e2e
 
-API_KEY = "e2e-spool-key"
 DRAIN_DEADLINE = 10.0
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -96,113 +94,38 @@ def default_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosq
             broker.wait(10)
 
 
-@dataclass
-class SpoolStack:
-    """A transport, the stand-in, and consumers sharing one spool file and one dead-letter file."""
-
-    transport: Transport
-    api: FakeVisionEventsApi
-    tmp: Path
-    routes: Path
-    started: list[ConsumerProcess] = field(default_factory=list)
-
-    @property
-    def dead_path(self) -> Path:
-        return self.tmp / "dead-letters.jsonl"
-
-    def consumer(self, name: str, **overrides: Any) -> ConsumerProcess:
-        port = free_port()
-        settings: dict[str, Any] = {
-            "routes": str(self.routes),
-            **self.transport.source_settings(
-                client_id=f"{self.transport.topics.prefix}-spool",
-                group=f"{self.transport.topics.prefix}-group",
-            ),
-            "sink": {"type": "cloud", "cloud": {"base_url": self.api.url, "api_key": API_KEY}},
-            "dead_letter": {"type": "jsonl", "jsonl": {"path": str(self.dead_path)}},
-            "spool": {"enabled": True, "path": str(self.tmp / "spool" / "spool.db")},
-            "batch": {"linger_ms": 50, "max_in_flight_events": 4000},
-            "retry": {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.5},
-            "http": {"host": "127.0.0.1", "port": port},
-            "shutdown_deadline_seconds": DRAIN_DEADLINE,
-            "log": {"level": "INFO"},
-        }
-        for dotted, value in overrides.items():
-            tree = settings
-            *parents, last = dotted.split(".")
-            for key in parents:
-                tree = tree.setdefault(key, {})
-            tree[last] = value
-        config = write_settings(self.tmp / f"{name}.yaml", settings)
-        process = ConsumerProcess(config, port, self.tmp / f"{name}.log")
-        self.started.append(process)
-        return process
-
-    def corpus(self, count: int, seed: int) -> list[CorpusMessage]:
-        return build_corpus(count, seed=seed, topics=self.transport.topics)
-
-    def api_down(self) -> None:
-        self.api.add_fault("/vision-events", statuses=(503,), fail_ratio=1.0, times=None)
-
-    def dead_letters(self) -> list[tuple[bytes, str]]:
-        if not self.dead_path.exists():
-            return []
-        return [(r.payload, r.reason) for r in read_dead_letters(self.dead_path)]
-
-    def logs(self) -> str:
-        return "\n---\n".join(p.log_tail(20) for p in self.started)
-
-    def wait_for_everything(self, corpus: list[CorpusMessage], timeout: float = 120) -> None:
-        valid = {m.event_id for m in corpus if m.event_type is not None}
-        invalid = {(m.payload, m.reason) for m in corpus if m.reason is not None}
-
-        def done() -> bool:
-            return valid <= self.api.events().keys() and invalid <= set(self.dead_letters())
-
-        try:
-            wait_until(done, timeout, "every event delivered and every invalid message dead-lettered", 0.5)
-        except AssertionError:
-            missing = len(valid - self.api.events().keys())
-            raise AssertionError(f"{missing} events missing\n{self.logs()}") from None
-
-    def check_outcome(self, corpus: list[CorpusMessage]) -> None:
-        """Every valid message arrived with its type and nothing else arrived; every invalid one is dead."""
-        valid = {m.event_id: m.event_type for m in corpus if m.event_type is not None}
-        assert {eid: body["eventType"] for eid, body in self.api.events().items()} == valid
-        expected_dead = {(m.payload, m.reason) for m in corpus if m.reason is not None}
-        assert set(self.dead_letters()) == expected_dead
-
-
-def _stack(transport: Transport, tmp_path: Path) -> Iterator[SpoolStack]:
-    routes = tmp_path / "routes.yaml"
-    routes.write_text(transport.topics.routes_yaml())
-    api = FakeVisionEventsApi(api_keys=(API_KEY,), use_cases=USE_CASES).start()
-    stack = SpoolStack(transport, api, tmp_path, routes)
-    try:
-        yield stack
-    finally:
-        for process in stack.started:
-            process.stop_quietly()
-        api.stop()
-        transport.close()
+def _stack(transport: Transport, tmp_path: Path) -> AbstractContextManager[Stack]:
+    # Every consumer of a test shares one spool file, so a restart finds what was spooled before; the
+    # dead letters go to a file, read back the same way for either broker. A short retry backoff lets
+    # the drain resume soon after the API comes back.
+    return open_stack(
+        transport,
+        tmp_path,
+        drain_deadline=DRAIN_DEADLINE,
+        spool=True,
+        dead_letter_file=True,
+        retry_max_seconds=0.5,
+    )
 
 
 @pytest.fixture
-def mqtt_stack(default_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[SpoolStack]:
-    yield from _stack(MqttTransport(default_mosquitto.url), tmp_path)
+def mqtt_stack(default_mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Stack]:
+    with _stack(MqttTransport(default_mosquitto.url), tmp_path) as stack:
+        yield stack
 
 
 @pytest.fixture(params=["mqtt", "kafka"])
-def any_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SpoolStack]:
+def any_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     if request.param == "mqtt":
         transport: Transport = MqttTransport(request.getfixturevalue("default_mosquitto").url)
     else:
         transport = KafkaTransport(request.getfixturevalue("kafka_bootstrap"))
-    yield from _stack(transport, tmp_path)
+    with _stack(transport, tmp_path) as stack:
+        yield stack
 
 
 def _publish_at_the_consumers_pace(
-    stack: SpoolStack, consumer: ConsumerProcess, corpus: list[CorpusMessage], *, lead: int = 1000
+    stack: Stack, consumer: ConsumerProcess, corpus: list[CorpusMessage], *, lead: int = 1000
 ) -> None:
     """Publish in chunks, never more than ``lead`` ahead of what the consumer settled.
 
@@ -229,7 +152,7 @@ def _publish_at_the_consumers_pace(
 
 
 def test_a_whole_run_with_the_api_down_is_spooled_and_delivered_once(
-    mqtt_stack: SpoolStack, default_mosquitto: Mosquitto
+    mqtt_stack: Stack, default_mosquitto: Mosquitto
 ) -> None:
     stack = mqtt_stack
     corpus = stack.corpus(50_000, seed=61)
@@ -278,7 +201,7 @@ def test_a_whole_run_with_the_api_down_is_spooled_and_delivered_once(
     )
 
 
-def test_sigkill_while_draining_loses_nothing(mqtt_stack: SpoolStack) -> None:
+def test_sigkill_while_draining_loses_nothing(mqtt_stack: Stack) -> None:
     stack = mqtt_stack
     corpus = stack.corpus(10_000, seed=62)
     valid = [m for m in corpus if m.event_type is not None]
@@ -301,7 +224,7 @@ def test_sigkill_while_draining_loses_nothing(mqtt_stack: SpoolStack) -> None:
     assert second.terminate(DRAIN_DEADLINE + 10) == 0
 
 
-def test_a_full_spool_stops_acknowledging_and_loses_nothing(any_stack: SpoolStack) -> None:
+def test_a_full_spool_stops_acknowledging_and_loses_nothing(any_stack: Stack) -> None:
     stack = any_stack
     # MQTT with default limits holds 1000 unacknowledged at the consumer plus 1000 queued: 2000 fit.
     count = 2000 if stack.transport.name == "mqtt" else 3000

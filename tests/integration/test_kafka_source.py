@@ -23,14 +23,12 @@ from confluent_kafka.cimpl import NewTopic
 from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig, KafkaDeadLetterConfig, KafkaSourceConfig
-from consumer.deadletter import DeadLetterRecord
 from consumer.deadletter.kafka import KafkaDeadLetterWriter, record_from_kafka_message
 from consumer.errors import Reason
 from consumer.metrics import Metrics
-from consumer.model import VisionEvent
 from consumer.pipeline import Pipeline
-from consumer.sinks.base import DeliveryReport
 from consumer.sources.kafka import KafkaSource
+from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import normalizer
 
 pytestmark = pytest.mark.integration
@@ -141,50 +139,6 @@ def _closed_port() -> int:
 # -- pipeline harness -----------------------------------------------------------------------------------
 
 
-class MemorySink:
-    """Records delivered events; can hold back chosen events and slow every batch down."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.events: list[VisionEvent] = []
-        self.hold: Callable[[VisionEvent], bool] = lambda _e: False
-        self.gate = asyncio.Event()
-        self.delay = 0.0
-
-    @property
-    def auth_failing(self) -> bool:
-        return False
-
-    async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
-        if any(self.hold(e) for e in events):
-            await self.gate.wait()
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        self.events.extend(events)
-        return DeliveryReport(delivered=list(events))
-
-    async def aclose(self) -> None:
-        return None
-
-    def values(self) -> Counter[str]:
-        return Counter(str(e.event_data.get("value")) for e in self.events)
-
-    def ids(self) -> Counter[str]:
-        return Counter(e.event_id for e in self.events)
-
-
-class MemoryDeadLetters:
-    def __init__(self) -> None:
-        self.records: list[DeadLetterRecord] = []
-
-    async def write(self, records: Sequence[DeadLetterRecord]) -> None:
-        self.records.extend(records)
-
-    async def aclose(self) -> None:
-        return None
-
-
 @dataclass
 class Running:
     source: KafkaSource
@@ -278,8 +232,8 @@ def test_every_message_delivered_once_invalid_ones_dead_lettered_to_kafka_and_al
         running = _start(config, dead_letters=writer)
         await running.until(lambda: running.source.connected, what="connected")
         await running.until(lambda: running.pipeline.stats.settled() == 63, what="all settled")
-        assert running.sink.values() == Counter(f"v{i}" for i in range(60))
-        assert all(count == 1 for count in running.sink.ids().values())
+        assert Counter(running.sink.values()) == Counter(f"v{i}" for i in range(60))
+        assert all(count == 1 for count in Counter(running.sink.ids()).values())
         assert running.pipeline.stats.dead_lettered == 3
         assert await running.shutdown()
         await writer.aclose()
@@ -312,8 +266,8 @@ def test_an_unsettled_message_holds_back_only_its_own_partition(kafka_bootstrap:
     config = _source_config(kafka_bootstrap, group, topic)
 
     async def scenario() -> None:
-        sink = MemorySink()
-        sink.hold = lambda e: e.message.partition == 0 and e.message.offset == 3
+        sink = MemorySink(hold=lambda e: e.message.partition == 0 and e.message.offset == 3)
+        sink.gate = asyncio.Event()
         running = _start(
             config, sink=sink, batch=BatchConfig(max_events=1, linger_ms=0, max_in_flight_batches=16)
         )
@@ -340,8 +294,7 @@ def test_backpressure_pauses_and_resumes_partitions_and_loses_nothing(kafka_boot
     config = _source_config(kafka_bootstrap, group, topic, consume_batch_size=10)
 
     async def scenario() -> None:
-        sink = MemorySink()
-        sink.delay = 0.03
+        sink = MemorySink(delay=lambda _e: 0.03)
         running = _start(
             config,
             sink=sink,
@@ -365,10 +318,65 @@ def test_backpressure_pauses_and_resumes_partitions_and_loses_nothing(kafka_boot
         assert 0 in paused_seen[first_pause:], "partitions were never resumed"
         assert max(in_flight_seen) <= 10
         assert await running.shutdown()
-        assert sink.values() == Counter(f"v{i}" for i in range(200))
+        assert Counter(sink.values()) == Counter(f"v{i}" for i in range(200))
 
     asyncio.run(scenario())
     assert _committed(kafka_bootstrap, group, topic) == dict.fromkeys(range(PARTITIONS), 50)
+
+
+def test_large_messages_pause_on_the_byte_bound_before_the_count_bound(kafka_bootstrap: str) -> None:
+    """Messages of ~9 KB, a 64 KiB byte bound and a count bound far away: bytes decide."""
+    topic, group = _name("in"), _name("group")
+    _create_topics(kafka_bootstrap, topic)
+    filler = "x" * 9_000
+    records: list[tuple[int, bytes | None]] = [
+        (
+            i % PARTITIONS,
+            orjson.dumps({"event_type": "custom", "use_case": "u", "custom_value": f"v{i}{filler}"}),
+        )
+        for i in range(120)
+    ]
+    _produce(kafka_bootstrap, topic, records)
+    size = max(len(value or b"") for _, value in records)
+    bound = 64 * 1024
+    config = _source_config(kafka_bootstrap, group, topic, consume_batch_size=3)
+
+    async def scenario() -> None:
+        # One slow batch at a time keeps the pipeline full long enough for pauses to be seen.
+        sink = MemorySink(delay=lambda _e: 0.05)
+        running = _start(
+            config,
+            sink=sink,
+            batch=BatchConfig(
+                max_events=2,
+                linger_ms=5,
+                max_in_flight_batches=1,
+                max_in_flight_events=10_000,
+                max_in_flight_bytes=bound,
+            ),
+            pause_after_seconds=0.02,
+        )
+        bytes_seen: list[int] = []
+        paused_seen: list[float] = []
+
+        async def watch() -> None:
+            while True:
+                bytes_seen.append(running.pipeline.in_flight_bytes)
+                paused_seen.append(_sample(running.metrics, "vision_events_kafka_paused_partitions"))
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        await running.until(lambda: len(sink.events) >= 120, timeout=30, what="120 events")
+        watcher.cancel()
+        assert max(paused_seen) > 0, "partitions were never paused on the byte bound"
+        # A hand-off is let in only while it fits; only an empty pipeline takes a batch past it.
+        assert max(bytes_seen) <= max(bound, 3 * size)
+        assert max(bytes_seen) > bound // 2, "the bound was never approached: the test proves nothing"
+        assert await running.shutdown()
+        assert Counter(v[: v.index("x")] for v in sink.values()) == Counter(f"v{i}" for i in range(120))
+
+    asyncio.run(scenario())
+    assert _committed(kafka_bootstrap, group, topic) == dict.fromkeys(range(PARTITIONS), 30)
 
 
 def test_two_members_of_one_group_share_the_partitions_and_deliver_everything(kafka_bootstrap: str) -> None:
@@ -392,7 +400,7 @@ def test_two_members_of_one_group_share_the_partitions_and_deliver_everything(ka
             what="all 80 delivered",
         )
         assert first.sink.events and second.sink.events
-        ids = first.sink.ids() + second.sink.ids()
+        ids = Counter(first.sink.ids() + second.sink.ids())
         assert len(ids) == 80  # one id per message; duplicates could only repeat an id, never add one
         assert all(count == 1 for count in ids.values()), "no rebalance happened after producing"
         assert await second.shutdown()
@@ -421,7 +429,7 @@ def test_a_restart_resumes_from_the_committed_offsets(kafka_bootstrap: str) -> N
         running = _start(config)
         await running.until(lambda: len(running.sink.events) == 20, what="the 20 new ones")
         await asyncio.sleep(1.0)  # anything redelivered would have arrived by now
-        assert running.sink.values() == Counter(f"v{i}" for i in range(40, 60))
+        assert Counter(running.sink.values()) == Counter(f"v{i}" for i in range(40, 60))
         assert await running.shutdown()
 
     asyncio.run(second_run())

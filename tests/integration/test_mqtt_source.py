@@ -34,11 +34,11 @@ from consumer.deadletter import DeadLetterRecord
 from consumer.deadletter.mqtt import MqttDeadLetterWriter, record_from_mqtt_payload
 from consumer.errors import DeadLetterError
 from consumer.metrics import Metrics
-from consumer.model import InboundMessage, VisionEvent
+from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
-from consumer.sinks.base import DeliveryReport
 from consumer.sources.mqtt import MqttSource
 from tests.support import brokers
+from tests.support.doubles import MemorySink
 from tests.support.messages import normalizer
 
 pytestmark = pytest.mark.integration
@@ -61,37 +61,6 @@ def _valid(prefix: str, index: int) -> bytes:
 
 def _invalid(index: int) -> bytes:
     return b"not json {" + str(index).encode() + b"\xff"
-
-
-class MemorySink:
-    """Records delivered events; ``delay`` can hold some events back so batches finish out of order."""
-
-    name = "memory"
-
-    def __init__(self, delay: Callable[[VisionEvent], float] | None = None) -> None:
-        self.events: list[VisionEvent] = []
-        self.completed: list[bytes] = []
-        self.gate: Callable[[VisionEvent], bool] = lambda _e: True
-        self._delay = delay
-
-    @property
-    def auth_failing(self) -> bool:
-        return False
-
-    async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
-        if self._delay is not None:
-            await asyncio.sleep(max(self._delay(e) for e in events))
-        while not all(self.gate(e) for e in events):
-            await asyncio.sleep(0.05)  # held: only the shutdown deadline ends this batch
-        self.events.extend(events)
-        self.completed.extend(e.message.payload for e in events)
-        return DeliveryReport(delivered=list(events))
-
-    async def aclose(self) -> None:
-        return None
-
-    def payloads(self) -> Counter[bytes]:
-        return Counter(e.message.payload for e in self.events)
 
 
 class Publisher:
@@ -288,7 +257,7 @@ def test_valid_messages_are_delivered_once_and_invalid_ones_dead_lettered(
                 )
                 await wait_until(lambda: consumer.source.stats.acks_sent == len(mixed), "every PUBACK")
                 assert await consumer.close()
-            assert consumer.sink.payloads() == Counter(valid)
+            assert Counter(consumer.sink.payloads()) == Counter(valid)
             assert sorted(r.payload for r in reader.records) == sorted(invalid)
             assert {r.reason for r in reader.records} == {"invalid_json"}
             assert all(r.coordinates["topic"] == f"{prefix}/cam/1" for r in reader.records)
@@ -343,7 +312,7 @@ def test_qos0_and_qos2_messages_flow_and_qos2_is_completed(mqtt_url: str) -> Non
                 await consumer.close()
         finally:
             publisher.close()
-        assert consumer.sink.payloads() == Counter(p for ps in by_qos.values() for p in ps)
+        assert Counter(consumer.sink.payloads()) == Counter(p for ps in by_qos.values() for p in ps)
         assert {e.message.qos for e in consumer.sink.events} == {0, 1, 2}
 
     with sessions(mqtt_url, client_id):
@@ -395,8 +364,8 @@ def test_pubacks_follow_receive_order_when_batches_finish_out_of_order(mqtt_url:
                 await consumer.close()
         finally:
             publisher.close()
-        assert sorted(sink.completed) == sorted(payloads)
-        assert sink.completed != payloads, "the sink should have finished batches out of order"
+        assert sorted(sink.payloads()) == sorted(payloads)
+        assert sink.payloads() != payloads, "the sink should have finished batches out of order"
         assert acked == received
         assert len(set(acked)) == len(payloads)
 
@@ -420,8 +389,9 @@ def test_a_restarted_consumer_gets_unacked_and_missed_messages(mqtt_url: str, pr
     async def scenario() -> None:
         publisher = Publisher(mqtt_url, proto)
         try:
-            sink1 = MemorySink()
-            sink1.gate = lambda e: e.message.payload not in held
+            # A gate never opened: the held messages stay in flight until the shutdown deadline.
+            sink1 = MemorySink(hold=lambda e: e.message.payload in held)
+            sink1.gate = asyncio.Event()
             one = Consumer(
                 mqtt_url,
                 prefix,
@@ -482,7 +452,7 @@ def test_two_sources_in_a_shared_group_split_the_load(mqtt_url: str) -> None:
         finally:
             publisher.close()
         assert a.sink.events and b.sink.events, "both members should get a share"
-        assert a.sink.payloads() + b.sink.payloads() == Counter(payloads)
+        assert Counter(a.sink.payloads() + b.sink.payloads()) == Counter(payloads)
 
     with sessions(mqtt_url, *ids):
         asyncio.run(scenario())
@@ -515,7 +485,7 @@ def test_a_broker_that_lost_the_session_gets_the_subscriptions_back(mqtt_url: st
                 await consumer.close()
         finally:
             publisher.close()
-        assert consumer.sink.payloads() == Counter(before + after)
+        assert Counter(consumer.sink.payloads()) == Counter(before + after)
         reconnects = consumer.metrics.registry.get_sample_value(
             "vision_events_source_reconnects_total", {"source": "mqtt"}
         )

@@ -30,8 +30,9 @@ from consumer.deadletter.mqtt import MqttDeadLetterWriter, record_from_mqtt_payl
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.sources.mqtt import MqttSource
-from tests.integration.test_mqtt_source import MemorySink, wait_until
+from tests.integration.test_mqtt_source import wait_until
 from tests.support import brokers
+from tests.support.doubles import MemorySink
 from tests.support.messages import normalizer
 
 pytestmark = pytest.mark.integration

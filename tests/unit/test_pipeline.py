@@ -3,66 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig
-from consumer.deadletter import DeadLetterRecord
-from consumer.errors import DeadLetterError, Reason
 from consumer.metrics import Metrics
-from consumer.model import InboundMessage, VisionEvent
+from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
-from consumer.sinks.base import DeliveryReport, Rejection
+from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import message, normalizer
 
 ROUTES = "routes: [{name: all, match: 'events/#'}]"
-
-
-class MemorySink:
-    """Delivers instantly unless told otherwise; records every batch."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.batches: list[list[VisionEvent]] = []
-        self.reject: Callable[[VisionEvent], bool] = lambda _e: False
-        self.gate: asyncio.Event | None = None
-
-    @property
-    def auth_failing(self) -> bool:
-        return False
-
-    async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
-        if self.gate is not None:
-            await self.gate.wait()
-        self.batches.append(list(events))
-        report = DeliveryReport()
-        for event in events:
-            if self.reject(event):
-                report.rejected.append(Rejection(event, Reason.API_REJECTED, "refused", status=400))
-            else:
-                report.delivered.append(event)
-        return report
-
-    async def aclose(self) -> None:
-        return None
-
-
-class MemoryDeadLetters:
-    def __init__(self) -> None:
-        self.records: list[DeadLetterRecord] = []
-        self.failures_left = 0
-
-    async def write(self, records: Sequence[DeadLetterRecord]) -> None:
-        if self.failures_left:
-            self.failures_left -= 1
-            raise DeadLetterError("disk on fire")
-        self.records.extend(records)
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _custom(i: int) -> dict[str, object]:
@@ -175,8 +127,12 @@ def test_invalid_messages_are_dead_lettered_with_original_bytes_then_acked() -> 
 
 def test_rejected_events_are_dead_lettered_with_the_api_reason() -> None:
     async def scenario() -> None:
-        sink, dead = MemorySink(), MemoryDeadLetters()
-        sink.reject = lambda event: event.event_data.get("value") == "v2"
+        sink = MemorySink(
+            refuse=lambda event: event.event_data.get("value") == "v2",
+            refusal_detail="refused",
+            refusal_status=400,
+        )
+        dead = MemoryDeadLetters()
         pipeline, metrics = _pipeline(sink, dead, linger_ms=0)
         acked: list[int] = []
         await pipeline.submit(_tracked([message("events/a", _custom(i)) for i in range(4)], acked))
@@ -195,8 +151,7 @@ def test_dead_letter_failure_holds_acks_and_reports_until_it_recovers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def scenario() -> None:
-        sink, dead = MemorySink(), MemoryDeadLetters()
-        dead.failures_left = 2
+        sink, dead = MemorySink(), MemoryDeadLetters(failures=2)
         pipeline, metrics = _pipeline(sink, dead)
         real_sleep = asyncio.sleep
         seen_failing: list[bool] = []

@@ -17,16 +17,15 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app import App
 from consumer.config import BatchConfig, ImagesConfig, RetryConfig, SpoolConfig, load_settings
-from consumer.deadletter import DeadLetterRecord
-from consumer.errors import DeadLetterError, Reason
+from consumer.errors import Reason
 from consumer.identity import event_id_for
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.pipeline import DeadLetterGate, Pipeline
-from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.spool import Forwarder, SpoolSink, SpoolStore
 from consumer.spool.codec import decode_event
 from consumer.spool.store import _Database
+from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.images import b64, jpeg_bytes, png_bytes
 from tests.support.messages import message, normalizer
 
@@ -110,56 +109,6 @@ async def _drain_rows(store: SpoolStore) -> list[str]:
             return ids
         ids += [row.event_id for row in claim.rows]
         await store.delete(claim.generation, [row.seq for row in claim.rows])
-
-
-class MemorySink:
-    """Delivers instantly unless gated or told to refuse; records every batch."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.batches: list[list[VisionEvent]] = []
-        self.refuse: Callable[[VisionEvent], bool] = lambda _e: False
-        self.gate: asyncio.Event | None = None
-
-    @property
-    def auth_failing(self) -> bool:
-        return False
-
-    async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
-        if self.gate is not None:
-            await self.gate.wait()
-        self.batches.append(list(events))
-        report = DeliveryReport()
-        for event in events:
-            if self.refuse(event):
-                report.rejected.append(
-                    Rejection(event, Reason.API_REJECTED, "refused by the API", status=422)
-                )
-            else:
-                report.delivered.append(event)
-        return report
-
-    def delivered_ids(self) -> list[str]:
-        return [event.event_id for batch in self.batches for event in batch if not self.refuse(event)]
-
-    async def aclose(self) -> None:
-        return None
-
-
-class MemoryDeadLetters:
-    def __init__(self) -> None:
-        self.records: list[DeadLetterRecord] = []
-        self.failures_left = 0
-
-    async def write(self, records: Sequence[DeadLetterRecord]) -> None:
-        if self.failures_left:
-            self.failures_left -= 1
-            raise DeadLetterError("destination down")
-        self.records.extend(records)
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _forwarder(
@@ -376,7 +325,7 @@ def test_a_full_spool_holds_acknowledgements_and_the_pipeline_loses_nothing(tmp_
         await pipeline.flush()
         await _until(forwarder.idle, "the spool drained")
         assert sorted(acked) == list(range(10))
-        assert len(sink.delivered_ids()) == 10 and not dead.records
+        assert len(sink.ids()) == 10 and not dead.records
         assert pipeline.stats.spooled == 10 and pipeline.stats.delivered == 0
         assert _value(metrics, "vision_events_spool_spooled_total") == 10
         assert _value(metrics, "vision_events_spool_drained_total", {"outcome": "delivered"}) == 10
@@ -637,14 +586,11 @@ def test_the_forwarder_deletes_delivered_rows_and_dead_letters_refused_ones(tmp_
         store = _store(tmp_path / "spool.db", metrics)
         events = _events(12)
         await _sink(store, metrics).deliver(events)
-        sink, dead = MemorySink(), MemoryDeadLetters()
-        sink.refuse = lambda e: e.event_id in {eid(3), eid(7)}
+        sink, dead = MemorySink(refuse=lambda e: e.event_id in {eid(3), eid(7)}), MemoryDeadLetters()
         forwarder = _forwarder(store, sink, dead, metrics, max_events=5)
         forwarder.start()
         await _until(forwarder.idle, "drained")
-        assert sorted(sink.delivered_ids()) == sorted(
-            e.event_id for e in events if e.event_id not in {eid(3), eid(7)}
-        )
+        assert sorted(sink.ids()) == sorted(e.event_id for e in events if e.event_id not in {eid(3), eid(7)})
         by_id = {e.event_id: e for e in events}
         assert sorted(r.event_id or "" for r in dead.records) == [eid(3), eid(7)]
         for record in dead.records:
@@ -671,9 +617,7 @@ def test_refused_rows_stay_until_the_dead_letter_write_is_confirmed(tmp_path: Pa
         metrics = _metrics()
         store = _store(tmp_path / "spool.db", metrics)
         await _sink(store, metrics).deliver(_events(3))
-        sink, dead = MemorySink(), MemoryDeadLetters()
-        sink.refuse = lambda e: e.event_id == eid(1)
-        dead.failures_left = 2
+        sink, dead = MemorySink(refuse=lambda e: e.event_id == eid(1)), MemoryDeadLetters(failures=2)
         gate = DeadLetterGate(dead, metrics)
         forwarder = Forwarder(store, sink, gate, metrics, BatchConfig())
         forwarder.start()
@@ -734,7 +678,7 @@ def test_stopping_leaves_undelivered_rows_for_the_next_start(tmp_path: Path) -> 
         forwarder = _forwarder(store, sink, MemoryDeadLetters(), metrics)
         forwarder.start()
         await _until(forwarder.idle, "drained after the restart")
-        assert sink.delivered_ids() == [e.event_id for e in events]
+        assert sink.ids() == [e.event_id for e in events]
         await forwarder.stop(1)
         await store.close()
 
@@ -756,7 +700,7 @@ def test_an_unreadable_row_is_dead_lettered_with_its_original_bytes(tmp_path: Pa
         forwarder = _forwarder(store, sink, dead, metrics)
         forwarder.start()
         await _until(forwarder.idle, "drained")
-        assert sink.delivered_ids() == [eid(1)]
+        assert sink.ids() == [eid(1)]
         (record,) = dead.records
         assert record.reason == "internal_error" and record.event_id == eid(0)
         assert record.payload == events[0].message.payload
