@@ -8,6 +8,7 @@ routes can select publisher-specific fields into custom metadata.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -22,7 +23,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from consumer.contract import EventType
+from consumer.contract import FEEDBACK_VALUES, QC_RESULTS, SEVERITIES, EventType
 from consumer.errors import Reason, ValidationError
 
 
@@ -129,6 +130,21 @@ def parse_envelope(document: dict[str, Any]) -> EnvelopeMessage:
         raise ValidationError(reason, first["msg"], path) from None
 
 
+def envelope_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """The envelope's non-null fields by name, exactly as :func:`parse_envelope` reads them.
+
+    Raises what ``parse_envelope`` raises. Most messages are plainly valid, and for them a walk over
+    the document's keys gives the same values far more cheaply than building the model; anything
+    that walk is unsure of (a wrong type, a value out of a literal, ``solution``...) goes through
+    the model, so the model stays the only judge of every error.
+    """
+    fields = _plain_envelope_fields(document)
+    if fields is not None:
+        return fields
+    envelope = parse_envelope(document)
+    return {name: value for name in _FIELD_NAMES if (value := getattr(envelope, name)) is not None}
+
+
 def _path_text(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -137,6 +153,114 @@ def _path_text(loc: tuple[int | str, ...]) -> str:
         else:
             out += ("." if out else "") + part
     return out
+
+
+# -- the plain-envelope reader ----------------------------------------------------------------------
+#
+# One reader per model field: it returns the value the model would hold for a non-null input, or
+# _UNUSUAL when the input is not one the model plainly accepts. A reader may only return a value the
+# model would give (same type, equal value); when unsure it returns _UNUSUAL, never raises.
+
+_UNUSUAL: Final = object()
+_FIELD_NAMES: Final = tuple(EnvelopeMessage.model_fields)
+_EVENT_TYPES: Final = {member.value: member for member in EventType}
+_IMAGE_KEYS: Final = frozenset(ImageInput.model_fields)
+
+_Reader = Callable[[Any], Any]
+
+
+def _text(value: Any) -> Any:
+    return value if type(value) is str else _UNUSUAL
+
+
+def _choice(allowed: frozenset[str]) -> _Reader:
+    def read(value: Any) -> Any:
+        return value if type(value) is str and value in allowed else _UNUSUAL
+
+    return read
+
+
+def _event_type(value: Any) -> Any:
+    return _EVENT_TYPES.get(value, _UNUSUAL) if type(value) is str else _UNUSUAL
+
+
+def _timestamp(value: Any) -> Any:
+    # StrictStr | StrictInt | StrictFloat keeps each exact type as it is (booleans are refused).
+    kind = type(value)
+    return value if kind is str or kind is int or kind is float else _UNUSUAL
+
+
+def _count(value: Any) -> Any:
+    return value if type(value) is int and value >= 0 else _UNUSUAL
+
+
+def _metadata(value: Any) -> Any:
+    # dict[str, Any]: the model keeps a copy; its values are checked later, with their paths.
+    if type(value) is dict and all(type(key) is str for key in value):
+        return dict(value)
+    return _UNUSUAL
+
+
+def _anything(value: Any) -> Any:
+    return value
+
+
+def _image(value: Any) -> Any:
+    # Exactly one known key with a text value is an ImageInput that cannot fail to validate; it is
+    # still built as one, since an image is an ImageInput wherever the envelope's fields go.
+    if type(value) is dict and len(value) == 1:
+        ((key, text),) = value.items()
+        if key in _IMAGE_KEYS and type(text) is str:
+            return ImageInput(**value)
+    return _UNUSUAL
+
+
+def _never(_value: Any) -> Any:
+    return _UNUSUAL
+
+
+_READERS: Final[dict[str, _Reader]] = {
+    "event_type": _event_type,
+    "use_case": _text,
+    # The alias of use_case: which of the two wins is the model's business.
+    "solution": _never,
+    "event_id": _text,
+    "timestamp": _timestamp,
+    "device_id": _text,
+    "stream_id": _text,
+    "workflow_id": _text,
+    "external_id": _text,
+    "qc_result": _choice(QC_RESULTS),
+    "location": _text,
+    "item_count": _count,
+    "item_type": _text,
+    "alert_type": _text,
+    "severity": _choice(SEVERITIES),
+    "alert_description": _text,
+    "custom_value": _text,
+    "related_event_id": _text,
+    "feedback": _choice(FEEDBACK_VALUES),
+    "custom_metadata": _metadata,
+    "predictions": _anything,
+    "input_image": _image,
+    "output_image": _image,
+}
+
+
+def _plain_envelope_fields(document: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``envelope_fields`` returns, when every field is plainly valid; else None."""
+    fields: dict[str, Any] = {}
+    for key, value in document.items():
+        if value is None:
+            continue  # every field is optional: null is the same as absent
+        read = _READERS.get(key)
+        if read is None:
+            continue  # not a field: ignored, as the model ignores unknown keys
+        got = read(value)
+        if got is _UNUSUAL:
+            return None
+        fields[key] = got
+    return fields
 
 
 def envelope_json_schema() -> dict[str, Any]:

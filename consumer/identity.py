@@ -27,10 +27,13 @@ def event_id_for(*, publisher_id: str | None, topic: str, payload: bytes) -> str
 def uuid5_text(name: str) -> str:
     """``str(uuid.uuid5(EVENT_ID_NAMESPACE, name))``, without building UUID objects (a hot path).
 
-    RFC 4122 §4.3: SHA-1 of namespace + name, truncated to 16 bytes, version and variant set.
+    RFC 4122 §4.3: SHA-1 of namespace + name, truncated to 16 bytes, version and variant set. Both
+    are set on the hex text: the version nibble (hex digit 12) becomes ``5``, and the variant's two
+    high bits (of hex digit 16) become ``10``.
     """
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1 by definition
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()  # noqa: S324 - UUIDv5 is SHA-1 by definition
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT_DIGIT[text[16]]}{text[17:20]}-{text[20:32]}"
+
+
+# Hex digit -> the same digit with its two high bits set to the RFC 4122 variant (binary 10xx).
+_VARIANT_DIGIT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}

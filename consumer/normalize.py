@@ -19,13 +19,12 @@ from pydantic import ValidationError as PydanticValidationError
 from consumer import contract
 from consumer.config import ImagesConfig, LimitsConfig
 from consumer.decode import decode_message
-from consumer.envelope import ENVELOPE_MARKERS, ImageInput, parse_envelope
+from consumer.envelope import ENVELOPE_MARKERS, ImageInput, envelope_fields
 from consumer.errors import FormatError, MessageError, Reason, RouteError, ValidationError
 from consumer.formats import ModelOutput, PredictionFormat, convert_predictions, detect_format
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
 from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
-from consumer.routing.route import EVENT_FIELDS
 from consumer.routing.values import ValueSpec
 from consumer.urls import host_allowed
 from consumer.validation import (
@@ -219,20 +218,23 @@ class Normalizer:
         if fmt is MessageFormat.ENVELOPE:
             if not isinstance(document, dict):
                 raise FormatError(Reason.NOT_AN_OBJECT, "an envelope message must be a JSON object")
-            envelope = parse_envelope(document)
-            given = {name: getattr(envelope, name) for name in EVENT_FIELDS}
-            given = {k: v for k, v in given.items() if v is not None}
+            # The envelope's own non-null fields; what is left after these four are its EVENT_FIELDS.
+            given = envelope_fields(document)
+            predictions = given.pop("predictions", None)
+            envelope_event_type = given.pop("event_type", None)
+            envelope_use_case = given.pop("use_case", None)
+            envelope_metadata = given.pop("custom_metadata", None)
             message_set = frozenset(given)
             values.update(given)
-            if envelope.event_type is not None:
-                event_type = envelope.event_type
-            if envelope.use_case is not None:
-                use_case = envelope.use_case
-            if envelope.custom_metadata:
-                metadata.update(envelope.custom_metadata)
+            if envelope_event_type is not None:
+                event_type = envelope_event_type
+            if envelope_use_case is not None:
+                use_case = envelope_use_case
+            if envelope_metadata:
+                metadata.update(envelope_metadata)
             output = None
-            if envelope.predictions is not None:
-                output = convert_predictions(envelope.predictions, PredictionFormat.AUTO, path="predictions")
+            if predictions is not None:
+                output = convert_predictions(predictions, PredictionFormat.AUTO, path="predictions")
         else:
             output = convert_predictions(document, _RAW_FORMATS[fmt], path="")
         return _Draft(event_type, use_case, values, metadata, output, message_set)
@@ -277,8 +279,8 @@ class Normalizer:
         if skipped is not None:
             return skipped
 
-        now = datetime.fromtimestamp(self._clock(), UTC)
         if "timestamp" in values:
+            now = datetime.fromtimestamp(self._clock(), UTC)
             timestamp = parse_timestamp(values["timestamp"], "timestamp", now)
         else:
             timestamp = datetime.fromtimestamp(message.received_at, UTC)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from consumer import contract
 from consumer.contract import EventType
@@ -18,6 +18,11 @@ from consumer.model import MetadataValue
 
 # Epoch numbers above this are taken as milliseconds (1e11 s is the year 5138).
 _EPOCH_MILLIS_THRESHOLD = 1e11
+# The API's timestamp window around "now", built once rather than per message.
+_MAX_AGE = timedelta(seconds=contract.TIMESTAMP_MAX_AGE_SECONDS)
+_MAX_AHEAD = timedelta(seconds=contract.TIMESTAMP_MAX_AHEAD_SECONDS)
+# Event types by their text: a dictionary lookup is what EventType(text) does, without the call.
+_EVENT_TYPES: Final = {member.value: member for member in EventType}
 
 
 def require_str(value: Any, path: str, max_chars: int) -> str:
@@ -57,6 +62,10 @@ def require_count(value: Any, path: str) -> int:
 
 def require_event_type(value: Any, path: str) -> EventType:
     """One of the five event types."""
+    if type(value) is EventType:
+        return value
+    if type(value) is str and (member := _EVENT_TYPES.get(value)) is not None:
+        return member
     try:
         return EventType(value)
     except ValueError:
@@ -88,8 +97,8 @@ def parse_timestamp(value: Any, path: str, now: datetime) -> datetime:
 
 def check_timestamp_window(moment: datetime, path: str, now: datetime) -> datetime:
     """The API accepts times from one year ago to one day ahead."""
-    earliest = now - timedelta(seconds=contract.TIMESTAMP_MAX_AGE_SECONDS)
-    latest = now + timedelta(seconds=contract.TIMESTAMP_MAX_AHEAD_SECONDS)
+    earliest = now - _MAX_AGE
+    latest = now + _MAX_AHEAD
     if not earliest <= moment <= latest:
         raise ValidationError(
             Reason.TIMESTAMP_OUT_OF_RANGE,
@@ -135,69 +144,59 @@ def check_custom_metadata(metadata: dict[str, Any], path: str) -> dict[str, Meta
 def build_event_data(event_type: EventType, values: dict[str, Any]) -> dict[str, Any]:
     """The camelCase eventData for ``event_type`` from the collected field values (contract §2.3).
 
-    Fields that do not belong to the event type are ignored, as the Roboflow block does.
+    Fields that do not belong to the event type are ignored, as the Roboflow block does. An absent
+    (None) value is left out unchecked; each present one is checked, its field name as the path.
     """
     data: dict[str, Any] = {}
-    get = values.get
-    if event_type is EventType.QUALITY_CHECK:
-        _put(data, "result", get("qc_result"), lambda v: require_enum(v, "qc_result", contract.QC_RESULTS))
-    elif event_type is EventType.INVENTORY_COUNT:
-        _put(
-            data,
-            "location",
-            get("location"),
-            lambda v: require_str(v, "location", contract.MAX_LOCATION_CHARS),
-        )
-        _put(data, "itemCount", get("item_count"), lambda v: require_count(v, "item_count"))
-        _put(
-            data,
-            "itemType",
-            get("item_type"),
-            lambda v: require_str(v, "item_type", contract.MAX_ITEM_TYPE_CHARS),
-        )
-    elif event_type is EventType.SAFETY_ALERT:
-        _put(data, "alertType", get("alert_type"), _alert_type)
-        _put(data, "severity", get("severity"), lambda v: require_enum(v, "severity", contract.SEVERITIES))
-        _put(
-            data,
-            "description",
-            get("alert_description"),
-            lambda v: require_str(v, "alert_description", contract.MAX_DESCRIPTION_CHARS),
-        )
-    elif event_type is EventType.CUSTOM:
-        _put(
-            data,
-            "value",
-            get("custom_value"),
-            lambda v: require_str(v, "custom_value", contract.MAX_CUSTOM_VALUE_CHARS),
-        )
-    else:
-        _put(
-            data,
-            "relatedEventId",
-            get("related_event_id"),
-            lambda v: require_non_empty_str(v, "related_event_id", contract.MAX_RELATED_EVENT_ID_CHARS),
-        )
-        _put(
-            data, "feedback", get("feedback"), lambda v: require_enum(v, "feedback", contract.FEEDBACK_VALUES)
-        )
-    if event_type is not EventType.OPERATOR_FEEDBACK:
-        _put(
-            data,
-            "externalId",
-            get("external_id"),
-            lambda v: require_str(v, "external_id", contract.MAX_EXTERNAL_ID_CHARS),
-        )
+    for name, key, check in _EVENT_DATA_FIELDS[event_type]:
+        value = values.get(name)
+        if value is not None:
+            data[key] = check(value, name)
     return data
 
 
-def _alert_type(value: Any) -> str:
-    text = require_non_empty_str(value, "alert_type", contract.MAX_ALERT_TYPE_CHARS)
+_Check = Callable[[Any, str], Any]
+
+
+def _text(max_chars: int) -> _Check:
+    return lambda value, path: require_str(value, path, max_chars)
+
+
+def _choice(allowed: frozenset[str]) -> _Check:
+    return lambda value, path: require_enum(value, path, allowed)
+
+
+def _alert_type(value: Any, path: str) -> str:
+    text = require_non_empty_str(value, path, contract.MAX_ALERT_TYPE_CHARS)
     if not contract.ALERT_TYPE_PATTERN.fullmatch(text):
-        raise ValidationError(Reason.INVALID_VALUE, "letters, digits, '_' and '-' only", "alert_type")
+        raise ValidationError(Reason.INVALID_VALUE, "letters, digits, '_' and '-' only", path)
     return text
 
 
-def _put(data: dict[str, Any], key: str, value: Any, check: Callable[[Any], Any]) -> None:
-    if value is not None:
-        data[key] = check(value)
+def _related_event_id(value: Any, path: str) -> str:
+    return require_non_empty_str(value, path, contract.MAX_RELATED_EVENT_ID_CHARS)
+
+
+_EXTERNAL_ID: Final = ("external_id", "externalId", _text(contract.MAX_EXTERNAL_ID_CHARS))
+# Per event type, in the order they are checked: (field, eventData key, check). Built once, so a
+# message costs a lookup per field of its own type.
+_EVENT_DATA_FIELDS: Final[dict[EventType, tuple[tuple[str, str, _Check], ...]]] = {
+    EventType.QUALITY_CHECK: (("qc_result", "result", _choice(contract.QC_RESULTS)), _EXTERNAL_ID),
+    EventType.INVENTORY_COUNT: (
+        ("location", "location", _text(contract.MAX_LOCATION_CHARS)),
+        ("item_count", "itemCount", require_count),
+        ("item_type", "itemType", _text(contract.MAX_ITEM_TYPE_CHARS)),
+        _EXTERNAL_ID,
+    ),
+    EventType.SAFETY_ALERT: (
+        ("alert_type", "alertType", _alert_type),
+        ("severity", "severity", _choice(contract.SEVERITIES)),
+        ("alert_description", "description", _text(contract.MAX_DESCRIPTION_CHARS)),
+        _EXTERNAL_ID,
+    ),
+    EventType.CUSTOM: (("custom_value", "value", _text(contract.MAX_CUSTOM_VALUE_CHARS)), _EXTERNAL_ID),
+    EventType.OPERATOR_FEEDBACK: (
+        ("related_event_id", "relatedEventId", _related_event_id),
+        ("feedback", "feedback", _choice(contract.FEEDBACK_VALUES)),
+    ),
+}

@@ -29,7 +29,8 @@ def convert_predictions(
     ``FormatError(Reason.UNKNOWN_FORMAT)``; a malformed one a ``FormatError`` or ``ValidationError``
     naming the field.
     """
-    fmt = PredictionFormat(fmt)
+    if type(fmt) is not PredictionFormat:  # a member is used as it is; text is looked up
+        fmt = PredictionFormat(fmt)
     try:
         return _convert(value, fmt, path)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:

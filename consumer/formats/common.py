@@ -60,6 +60,13 @@ class Collected:
 
     def check_caps(self, path: str) -> None:
         """Refuse lists longer than the contract allows; ``path`` names the input that overfilled them."""
+        if (
+            len(self.detections) <= MAX_ANNOTATIONS_PER_LIST
+            and len(self.segmentations) <= MAX_ANNOTATIONS_PER_LIST
+            and len(self.keypoints) <= MAX_ANNOTATIONS_PER_LIST
+            and len(self.classifications) <= MAX_ANNOTATIONS_PER_LIST
+        ):
+            return  # the usual case, decided without building the table below
         for key, items in (
             ("objectDetections", self.detections),
             ("instanceSegmentations", self.segmentations),

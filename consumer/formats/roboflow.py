@@ -22,6 +22,7 @@ from typing import Any
 from consumer.contract import MAX_ANNOTATIONS_PER_LIST
 from consumer.errors import Reason, ValidationError
 from consumer.formats.common import (
+    MAX_IMAGE_SIDE,
     MAX_KEYPOINT_ID,
     Collected,
     ModelOutput,
@@ -59,7 +60,7 @@ def convert_roboflow(value: Any, path: str) -> ModelOutput:
     return ModelOutput(
         sink.annotations(),
         PredictionFormat.ROBOFLOW,
-        visualization_base64=_visualization(value.get("visualization"), join(path, "visualization")),
+        visualization_base64=_visualization(value.get("visualization"), path),
         image_width=width,
         image_height=height,
     )
@@ -83,7 +84,7 @@ def convert_prediction_dict(
     else:
         raise type_error("an array or an object", predictions, predictions_path)
     sink.check_caps(predictions_path)
-    return _image_size(response.get("image"), join(path, "image"))
+    return _image_size(response.get("image"), path)
 
 
 def convert_prediction_list(predictions: list[Any], path: str, sink: Collected) -> None:
@@ -357,11 +358,17 @@ def _classification_list(predictions: list[Any], path: str, sink: Collected) -> 
         if not isinstance(prediction, dict):
             raise type_error("a class object", prediction, item(path, index))
         name = prediction.get("class")
+        confidence = prediction.get("confidence")
+        # Fast path, what servers send: a class name and a finite float confidence, kept as they
+        # are; exactly what class_name and class_confidence below make of them.
+        if type(name) is str and type(confidence) is float and isfinite(confidence):
+            out.append({"class": name, "confidence": confidence})
+            continue
         if not isinstance(name, str):
             if name is None:
                 name = prediction.get("class_name")
             name = class_name(name, f"{path}[{index}].class")
-        confidence = class_confidence(prediction.get("confidence"), f"{path}[{index}].confidence")
+        confidence = class_confidence(confidence, f"{path}[{index}].confidence")
         out.append({"class": name, "confidence": confidence})
 
 
@@ -426,9 +433,21 @@ def _label_confidence(details: Any, path: str) -> float:
     raise type_error("an object {confidence}", details, path)
 
 
-def _image_size(image: Any, path: str) -> tuple[int | None, int | None]:
+def _image_size(image: Any, parent: str) -> tuple[int | None, int | None]:
+    """The ``image`` of the response at ``parent``: its width and height (paths are built on error)."""
     if image is None:
         return None, None
+    if type(image) is dict:
+        width, height = image.get("width"), image.get("height")
+        # Fast path, what servers send: two integer sides in range, as image_side returns them.
+        if (
+            type(width) is int
+            and type(height) is int
+            and 0 <= width <= MAX_IMAGE_SIDE
+            and 0 <= height <= MAX_IMAGE_SIDE
+        ):
+            return width, height
+    path = join(parent, "image")
     if isinstance(image, list):
         # A batch response lists one size per image; only a single image has one size.
         if len(image) != 1:
@@ -443,9 +462,9 @@ def _image_size(image: Any, path: str) -> tuple[int | None, int | None]:
     )
 
 
-def _visualization(value: Any, path: str) -> str | None:
+def _visualization(value: Any, parent: str) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
         return value
-    raise type_error("a base64 string", value, path)
+    raise type_error("a base64 string", value, join(parent, "visualization"))

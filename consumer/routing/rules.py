@@ -13,6 +13,8 @@ from consumer.model import Annotation, Annotations
 from consumer.routing.values import Template
 
 _DETECTION_KEYS = ("objectDetections", "instanceSegmentations", "keypoints")
+# Every annotation list, detections first: the order the rules have always visited them in.
+_ALL_KEYS = (*_DETECTION_KEYS, "classifications")
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 
 
@@ -35,9 +37,14 @@ class QualityRule:
 
     def result(self, annotations: Annotations) -> str:
         """The qc result for these predictions."""
-        for item in _everything(annotations):
-            if item["class"] in self.fail_classes and item["confidence"] >= self.min_confidence:
-                return "fail"
+        # Plain loops over the lists (not _everything): this runs for every message of a qc route.
+        fail_classes, threshold = self.fail_classes, self.min_confidence
+        for key in _ALL_KEYS:
+            items = annotations.get(key)
+            if items:
+                for item in items:
+                    if item["class"] in fail_classes and item["confidence"] >= threshold:
+                        return "fail"
         return "pass"
 
 
