@@ -127,7 +127,7 @@ def run(kind: str, count: int, profile: Path | None, workdir: Path) -> InprocRes
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
-    parser.add_argument("--kind", default="od", choices=("od", "cls"))
+    parser.add_argument("--kind", default="od", choices=("od", "cls", "jpeg"))
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--profile", type=Path)
     args = parser.parse_args()
