@@ -122,7 +122,7 @@ class _Spool:
         }
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Fewer, cheaper collections on the message path (measured: about -20 % CPU per MQTT event).
 
     Every message allocates a few dozen short-lived containers; with the default thresholds the
@@ -225,7 +225,7 @@ class App:
         deadline = self.settings.shutdown_deadline_seconds
         try:
             try:
-                _tune_garbage_collector()
+                tune_garbage_collector()
                 await self.source.run(pipeline, self.stop)
             except Exception as exc:  # drain what is in flight before reporting the failure
                 log.exception("the source failed; draining in-flight work before exiting")

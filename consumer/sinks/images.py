@@ -296,8 +296,26 @@ class CloudImages:
     async def resolve(
         self, events: Sequence[VisionEvent], deadline: float | None = None
     ) -> tuple[list[ResolvedEvent], list[Rejection]]:
-        """Each event with its output/input upload ids, or rejected for an image that cannot be used."""
-        return await resolve_batch(events, lambda image: self.source_id(image, deadline))
+        """Each event with its output/input upload ids, or rejected for an image that cannot be used.
+
+        A batch whose images are all upload ids already (frames the publisher uploaded once: the
+        common case) needs no work, and skips the per-image bookkeeping of ``resolve_batch``.
+        """
+        plain: list[ResolvedEvent] = []
+        for event in events:
+            output, given = event.output_image, event.input_image
+            if (output is not None and output.source_id is None) or (
+                given is not None and given.source_id is None
+            ):
+                return await resolve_batch(events, lambda image: self.source_id(image, deadline))
+            plain.append(
+                ResolvedEvent(
+                    event,
+                    None if output is None else output.source_id,
+                    None if given is None else given.source_id,
+                )
+            )
+        return plain, []
 
     async def source_id(self, image: ImageSource, deadline: float | None = None) -> str:
         """Return the upload id of ``image``: given, cached, or uploaded now."""

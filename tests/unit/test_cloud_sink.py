@@ -478,6 +478,38 @@ def test_images_with_a_source_id_need_no_upload() -> None:
     assert sent_images(harness)["evt-0"][0]["sourceId"] == "ve-img-9"
 
 
+def test_upload_ids_and_inline_images_in_one_batch_keep_their_ids_and_order() -> None:
+    given = ImageSource(source_id="ve-img-given")
+    only_ids = [make_event(0, input_=given), make_event(1), make_event(2, output=given, input_=given)]
+    mixed = [make_event(3, input_=given), make_event(4, output=inline(PNG), input_=given), make_event(5)]
+    harness, report = run(lambda: Harness(image_server()), [*only_ids, *mixed])
+    assert [e.event_id for e in report.delivered] == [f"evt-{n}" for n in range(6)]
+    assert len(harness.uploads()) == 1
+    images = sent_images(harness)
+    assert images["evt-0"] == [
+        {"sourceId": "ve-img-given", "inputSourceId": "ve-img-given", "label": "workflow"}
+    ]
+    assert images["evt-1"] == []
+    assert images["evt-2"][0]["sourceId"] == images["evt-2"][0]["inputSourceId"] == "ve-img-given"
+    assert images["evt-4"][0]["sourceId"] == "src-1"
+    assert images["evt-4"][0]["inputSourceId"] == "ve-img-given"
+
+    async def ids_only() -> list[tuple[str, str | None, str | None]]:
+        harness = Harness(image_server())
+        try:
+            resolved, rejected = await harness.sink.images.resolve(only_ids)
+        finally:
+            await harness.close()
+        assert rejected == []
+        return [(item.event.event_id, item.output, item.input) for item in resolved]
+
+    assert asyncio.run(ids_only()) == [
+        ("evt-0", None, "ve-img-given"),
+        ("evt-1", None, None),
+        ("evt-2", "ve-img-given", "ve-img-given"),
+    ]
+
+
 @pytest.mark.parametrize("status", [400, 413, 415, 422])
 def test_a_refused_upload_rejects_only_the_events_using_that_image(status: int) -> None:
     def upload(request: httpx.Request, n: int) -> httpx.Response:
