@@ -11,6 +11,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def main() -> None:
                 runner.transport(transport)
             except Exception as exc:  # noqa: BLE001 - report it with the figures of the other phases
                 say(f"{transport}: FAILED: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
                 runner.results.setdefault("errors", []).append(
                     {"transport": transport, "error": f"{type(exc).__name__}: {exc}"}
                 )

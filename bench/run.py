@@ -303,6 +303,11 @@ class Runner:
             )
             for kind in self.plan.kinds:
                 count = min(self.plan.counts[kind], _mqtt_queue_limit() - 1000)
+                if count < 1000:
+                    raise RuntimeError(
+                        f"Mosquitto queues only {_mqtt_queue_limit()} messages per offline session: "
+                        "restart the brokers with MQTT_MAX_QUEUED_MESSAGES=100000 scripts/brokers.sh start"
+                    )
                 raw_id = f"bench-raw-{self.run_id}-{kind}"
                 raw_ids.append(raw_id)
                 mqtt_session(host, port, raw_id, [naming.mqtt_filter(kind)])
