@@ -30,16 +30,15 @@ from pathlib import Path
 import orjson
 
 from bench.inproc import run as run_inproc
-from bench.messages import Naming, Payloads
+from bench.messages import Naming, Payloads, inbound_messages, routing_table
 from bench.procs import cpu_count
 from consumer import wire
 from consumer.app import tune_garbage_collector
 from consumer.config import ImagesConfig, LimitsConfig
 from consumer.decode import decode_message
 from consumer.formats.roboflow import convert_roboflow
-from consumer.model import InboundMessage, VisionEvent
+from consumer.model import VisionEvent
 from consumer.normalize import Normalizer
-from consumer.routing import load_routes
 
 _SOURCE_ID = "ve-img-budget000000000"
 
@@ -63,23 +62,9 @@ def stages(count: int) -> dict[str, float]:
     """Per-event us of decode, convert, the rest of normalize, serialize, and the floor."""
     naming = Naming("budget", "kafka")
     payloads = Payloads("budget", _SOURCE_ID)
-    with tempfile.TemporaryDirectory() as tmp:
-        routes = Path(tmp) / "routes.yaml"
-        routes.write_text(naming.routes_yaml())
-        table = load_routes(routes)
-    normalizer = Normalizer(table, LimitsConfig(), ImagesConfig())
+    normalizer = Normalizer(routing_table(naming), LimitsConfig(), ImagesConfig())
     limits = LimitsConfig()
-    now = time.time()
-    messages = [
-        InboundMessage(
-            source="kafka",
-            topic=naming.topic("od", 1 + seq % 4),
-            payload=payloads.make("od", seq, now),
-            received_at=now,
-            subscription=naming.topic("od"),
-        )
-        for seq in range(count)
-    ]
+    messages = inbound_messages(naming, payloads, "od", count)
     payload_list = [m.payload for m in messages]
 
     def decode_all() -> None:

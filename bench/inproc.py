@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.messages import Naming, Payloads, jpeg_of_size
+from bench.messages import Naming, Payloads, inbound_messages, jpeg_of_size, routing_table
 from bench.procs import cpu_count
 from bench.standin import API_KEY, StandIn
 from consumer.config import BatchConfig, CloudSinkConfig, ImagesConfig, LimitsConfig, RetryConfig
@@ -29,7 +29,6 @@ from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer
 from consumer.pipeline import Pipeline
-from consumer.routing import load_routes
 from consumer.sinks.cloud import CloudSink
 
 _HANDOFF = 1000  # messages per submit, as the Kafka source hands them over
@@ -78,21 +77,8 @@ def run(kind: str, count: int, profile: Path | None, workdir: Path) -> InprocRes
         source_id = standin.upload(jpeg_of_size())
         naming = Naming("inproc", "kafka")
         payloads = Payloads("inproc", source_id)
-        routes = workdir / "routes.yaml"
-        routes.write_text(naming.routes_yaml())
         acks = _Acks()
-        now = time.time()
-        messages = [
-            InboundMessage(
-                source="kafka",
-                topic=naming.topic(kind, 1 + seq % 4),
-                payload=payloads.make(kind, seq, now),
-                received_at=now,
-                subscription=naming.topic(kind),
-                ack=acks.ack,
-            )
-            for seq in range(count)
-        ]
+        messages = inbound_messages(naming, payloads, kind, count, ack=acks.ack)
         metrics = Metrics()
         sink = CloudSink(
             CloudSinkConfig(base_url=standin.url, api_key=API_KEY, upload_concurrency=16),
@@ -101,7 +87,7 @@ def run(kind: str, count: int, profile: Path | None, workdir: Path) -> InprocRes
             metrics,
         )
         pipeline = Pipeline(
-            Normalizer(load_routes(routes), LimitsConfig(), ImagesConfig()),
+            Normalizer(routing_table(naming), LimitsConfig(), ImagesConfig()),
             sink,
             JsonlDeadLetterWriter(workdir / "dead-letters.jsonl"),
             metrics,

@@ -19,13 +19,19 @@ import base64
 import io
 import random
 import struct
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
 from PIL import Image
+
+from consumer.model import InboundMessage
+from consumer.routing import RoutingTable, load_routes
 
 KINDS: Final = ("od", "cls", "jpeg")
 USE_CASES: Final = ("bench-qc", "bench-safety")
@@ -238,3 +244,30 @@ class Payloads:
                 },
             }
         )
+
+
+def routing_table(naming: Naming) -> RoutingTable:
+    """The loaded routes of :meth:`Naming.routes_yaml`, for measuring in one process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        routes = Path(tmp) / "routes.yaml"
+        routes.write_text(naming.routes_yaml())
+        return load_routes(routes)
+
+
+def inbound_messages(
+    naming: Naming, payloads: Payloads, kind: str, count: int, ack: Callable[[], None] | None = None
+) -> list[InboundMessage]:
+    """``count`` messages of ``kind`` as a source hands them over (cameras 1-4), received now."""
+    now = time.time()
+    extra: dict[str, Any] = {} if ack is None else {"ack": ack}
+    return [
+        InboundMessage(
+            source=naming.transport,
+            topic=naming.topic(kind, 1 + seq % 4),
+            payload=payloads.make(kind, seq, now),
+            received_at=now,
+            subscription=naming.topic(kind),
+            **extra,
+        )
+        for seq in range(count)
+    ]

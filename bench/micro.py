@@ -10,51 +10,30 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 
-from bench.messages import KINDS, Naming, Payloads
+from bench.messages import KINDS, Naming, Payloads, inbound_messages, routing_table
 from consumer import wire
 from consumer.config import ImagesConfig, LimitsConfig
 from consumer.fakeapi.validation import StaticReferences, validate_batch
-from consumer.model import InboundMessage, VisionEvent
+from consumer.model import VisionEvent
 from consumer.normalize import Normalizer
-from consumer.routing import load_routes
 
 SOURCE_ID = "ve-img-bench0000000000"
-
-
-def _messages(kind: str, count: int, naming: Naming, payloads: Payloads) -> list[InboundMessage]:
-    now = time.time()
-    return [
-        InboundMessage(
-            source=naming.transport,
-            topic=naming.topic(kind, 1 + seq % 4),
-            payload=payloads.make(kind, seq, now),
-            received_at=now,
-            subscription=naming.topic(kind),
-        )
-        for seq in range(count)
-    ]
 
 
 def run(kinds: list[str], count: int, profile: bool) -> None:
     naming = Naming("micro", "mqtt")
     payloads = Payloads("micro", SOURCE_ID)
-    with tempfile.TemporaryDirectory() as tmp:
-        routes = Path(tmp) / "routes.yaml"
-        routes.write_text(naming.routes_yaml())
-        table = load_routes(routes)
-    normalizer = Normalizer(table, LimitsConfig(), ImagesConfig())
+    normalizer = Normalizer(routing_table(naming), LimitsConfig(), ImagesConfig())
     refs = StaticReferences(frozenset({"bench-qc", "bench-safety"}), frozenset({SOURCE_ID, "ve-img-up"}))
     print(f"{'kind':6} {'normalize us':>13} {'serialize us':>13} {'stand-in us':>12}")
     for kind in kinds:
         n = count if kind != "jpeg" else max(200, count // 20)
-        messages = _messages(kind, n, naming, payloads)
+        messages = inbound_messages(naming, payloads, kind, n)
         profiler = cProfile.Profile() if profile else None
         normalize_us = float("inf")
         for _ in range(1 if profile else 3):  # best of three: the machine may be shared
