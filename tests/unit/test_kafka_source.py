@@ -17,12 +17,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig, KafkaSourceConfig
-from consumer.deadletter import DeadLetterRecord
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
-from consumer.model import VisionEvent
 from consumer.pipeline import Pipeline
-from consumer.sinks.base import DeliveryReport
 from consumer.sources.kafka import (
     KafkaSource,
     KafkaSourceError,
@@ -31,6 +28,7 @@ from consumer.sources.kafka import (
     mask_settings,
     redact,
 )
+from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import normalizer
 
 SECRET = "s3cr3t-Pa55word"
@@ -208,7 +206,7 @@ def test_the_password_never_reaches_repr_logs_or_errors(caplog: pytest.LogCaptur
 
     async def scenario() -> None:
         with pytest.raises(ConfigError) as raised:
-            await source.run(_pipeline(_Sink()), asyncio.Event())
+            await source.run(_pipeline(MemorySink()), asyncio.Event())
         # A real librdkafka refusal (security.protocol), and nothing of the secret in it.
         assert "security.protocol" in str(raised.value)
         assert SECRET not in str(raised.value)
@@ -233,7 +231,7 @@ def test_a_library_error_echoing_the_password_is_redacted() -> None:
 
     async def scenario() -> None:
         with pytest.raises(ConfigError) as raised:
-            await source.run(_pipeline(_Sink()), asyncio.Event())
+            await source.run(_pipeline(MemorySink()), asyncio.Event())
         assert SECRET not in str(raised.value)
         assert "sasl.password=**********" in str(raised.value)
 
@@ -336,45 +334,13 @@ def _payload(value: str) -> bytes:
     return orjson.dumps({"event_type": "custom", "use_case": "u", "custom_value": value})
 
 
-class _Sink:
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.events: list[VisionEvent] = []
-        self.gate: asyncio.Event | None = None
-
-    @property
-    def auth_failing(self) -> bool:
-        return False
-
-    async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
-        if self.gate is not None:
-            await self.gate.wait()
-        self.events.extend(events)
-        return DeliveryReport(delivered=list(events))
-
-    async def aclose(self) -> None:
-        return None
-
-
-class _DeadLetters:
-    def __init__(self) -> None:
-        self.records: list[DeadLetterRecord] = []
-
-    async def write(self, records: Sequence[DeadLetterRecord]) -> None:
-        self.records.extend(records)
-
-    async def aclose(self) -> None:
-        return None
-
-
 def _pipeline(
-    sink: _Sink, metrics: Metrics | None = None, dead: _DeadLetters | None = None, **batch: int
+    sink: MemorySink, metrics: Metrics | None = None, dead: MemoryDeadLetters | None = None, **batch: int
 ) -> Pipeline:
     return Pipeline(
         normalizer(ROUTES),
         sink,
-        dead or _DeadLetters(),
+        dead or MemoryDeadLetters(),
         metrics or Metrics(CollectorRegistry()),
         BatchConfig(**{"linger_ms": 0, **batch}),
     )
@@ -382,11 +348,11 @@ def _pipeline(
 
 class _Harness:
     def __init__(
-        self, partitions: Sequence[tuple[str, int]], *, sink: _Sink | None = None, **batch: int
+        self, partitions: Sequence[tuple[str, int]], *, sink: MemorySink | None = None, **batch: int
     ) -> None:
         self.metrics = Metrics(CollectorRegistry())
-        self.sink = sink or _Sink()
-        self.dead = _DeadLetters()
+        self.sink = sink or MemorySink()
+        self.dead = MemoryDeadLetters()
         self.pipeline = _pipeline(self.sink, self.metrics, self.dead, **batch)
         self.fakes: list[FakeConsumer] = []
 
@@ -429,7 +395,7 @@ class _Harness:
 
 def test_a_revoke_commits_only_the_revoked_partitions_settled_offsets_and_drops_the_rest() -> None:
     async def scenario() -> None:
-        sink = _Sink()
+        sink = MemorySink()
         sink.gate = asyncio.Event()
         h = _Harness([("t", 0), ("t", 1)], sink=sink)
         await h.until(lambda: bool(h.fakes) and h.source.assignment == {("t", 0), ("t", 1)})
@@ -452,7 +418,7 @@ def test_a_revoke_commits_only_the_revoked_partitions_settled_offsets_and_drops_
 
 def test_messages_consumed_but_not_handed_over_are_dropped_with_their_revoked_partition() -> None:
     async def scenario() -> None:
-        sink = _Sink()
+        sink = MemorySink()
         sink.gate = asyncio.Event()
         h = _Harness([("t", 0), ("t", 1)], sink=sink, max_in_flight_events=2)
         await h.until(lambda: bool(h.fakes) and len(h.source.assignment) == 2)
@@ -474,7 +440,7 @@ def test_messages_consumed_but_not_handed_over_are_dropped_with_their_revoked_pa
 
 def test_backpressure_pauses_every_partition_and_resumes_with_room_for_a_batch() -> None:
     async def scenario() -> None:
-        sink = _Sink()
+        sink = MemorySink()
         sink.gate = asyncio.Event()
         h = _Harness([("t", 0), ("t", 1)], sink=sink, max_in_flight_events=5, max_events=5)
         await h.until(lambda: bool(h.fakes) and len(h.source.assignment) == 2)
@@ -496,7 +462,7 @@ def test_backpressure_pauses_every_partition_and_resumes_with_room_for_a_batch()
 
 def test_after_stop_nothing_more_is_handed_over_and_the_final_commit_follows_the_drain() -> None:
     async def scenario() -> None:
-        sink = _Sink()
+        sink = MemorySink()
         sink.gate = asyncio.Event()
         h = _Harness([("t", 0)], sink=sink)
         await h.until(lambda: bool(h.fakes) and len(h.source.assignment) == 1)
