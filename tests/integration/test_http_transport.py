@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +27,8 @@ from consumer.model import ImageSource, InboundMessage, VisionEvent
 from consumer.sinks.cloud import CloudSink
 from consumer.sinks.transport import LeanTransport
 from tests.support.images import jpeg_bytes
+from tests.support.tls import make_certificates, require_openssl
 
-OPENSSL = shutil.which("openssl")
 API_KEY = "transport-key"
 USE_CASE = "transport-uc"
 
@@ -453,26 +451,12 @@ def test_cancelled_request_does_not_return_its_connection() -> None:
 # --- TLS ----------------------------------------------------------------------------------------
 
 
-def _run(*args: str, cwd: Path) -> None:
-    subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private CA and a server certificate it signed, for localhost and 127.0.0.1."""
-    if OPENSSL is None:
-        pytest.skip("needs the openssl program")
+    openssl = require_openssl()
     directory = tmp_path_factory.mktemp("transport-tls")
-    (directory / "server.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n", encoding="utf-8"
-    )
-    new_key = ["-newkey", "rsa:2048", "-nodes"]
-    _run(OPENSSL, "req", "-x509", *new_key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-         "-subj", "/CN=transport-test-ca", cwd=directory)  # fmt: skip
-    _run(OPENSSL, "req", *new_key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
-         cwd=directory)  # fmt: skip
-    _run(OPENSSL, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-         "-days", "2", "-out", "server.crt", "-extfile", "server.ext", cwd=directory)  # fmt: skip
+    make_certificates(directory, openssl)
     return directory
 
 

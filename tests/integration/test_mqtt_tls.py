@@ -34,6 +34,7 @@ from tests.integration.test_mqtt_source import wait_until
 from tests.support import brokers
 from tests.support.doubles import MemorySink
 from tests.support.messages import normalizer
+from tests.support.tls import make_certificates
 
 pytestmark = pytest.mark.integration
 
@@ -53,24 +54,6 @@ class TlsBroker:
         return f"mqtts://localhost:{self.port}"
 
 
-def _run(*args: str, cwd: Path) -> None:
-    subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _certificates(directory: Path, openssl: str) -> None:
-    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
-    (directory / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n", encoding="utf-8")
-    key = ["-newkey", "rsa:2048", "-nodes"]
-    _run(openssl, "req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-         "-subj", "/CN=vec-test-ca", cwd=directory)  # fmt: skip
-    for name, extra in (("server", ["-extfile", "server.ext"]), ("client", [])):
-        _run(openssl, "req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-             cwd=directory)  # fmt: skip
-        signing = ["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2"]
-        _run(openssl, "x509", "-req", "-in", f"{name}.csr", *signing, "-out", f"{name}.crt", *extra,
-             cwd=directory)  # fmt: skip
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -84,7 +67,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
         brokers.unavailable("A TLS Mosquitto (needs the mosquitto and openssl programs)")
     assert OPENSSL is not None
     directory = tmp_path_factory.mktemp("mqtt-tls")
-    _certificates(directory, OPENSSL)
+    make_certificates(directory, OPENSSL)
     port = _free_port()
     (directory / "mosquitto.conf").write_text(
         "\n".join(
