@@ -10,17 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from consumer.errors import FormatError, Reason
-from consumer.formats.common import ModelOutput, PredictionFormat
+from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions, ModelOutput, PredictionFormat
 from consumer.formats.detect import detect_format
 from consumer.formats.roboflow import convert_roboflow
 from consumer.formats.ultralytics import convert_ultralytics
 from consumer.formats.workflows import convert_workflow
 
-__all__ = ["ModelOutput", "PredictionFormat", "convert_predictions", "detect_format"]
+__all__ = ["ConvertOptions", "ModelOutput", "PredictionFormat", "convert_predictions", "detect_format"]
 
 
 def convert_predictions(
-    value: Any, fmt: PredictionFormat = PredictionFormat.AUTO, *, path: str = "predictions"
+    value: Any,
+    fmt: PredictionFormat = PredictionFormat.AUTO,
+    *,
+    path: str = "predictions",
+    options: ConvertOptions = DEFAULT_OPTIONS,
 ) -> ModelOutput:
     """Convert ``value`` (parsed JSON) to annotations; AUTO detects the shape first.
 
@@ -32,7 +36,7 @@ def convert_predictions(
     if type(fmt) is not PredictionFormat:  # a member is used as it is; text is looked up
         fmt = PredictionFormat(fmt)
     try:
-        return _convert(value, fmt, path)
+        return _convert(value, fmt, path, options)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         # Not expected: every check above raises typed errors. Kept so that no input, however odd,
         # can take the process down; the message is dead-lettered with the cause instead.
@@ -41,7 +45,7 @@ def convert_predictions(
         ) from exc
 
 
-def _convert(value: Any, fmt: PredictionFormat, path: str) -> ModelOutput:
+def _convert(value: Any, fmt: PredictionFormat, path: str, options: ConvertOptions) -> ModelOutput:
     if fmt is PredictionFormat.AUTO:
         detected = detect_format(value)
         if detected is None:

@@ -47,6 +47,30 @@ class ModelOutput:
     visualization_base64: str | None = None
     image_width: int | None = None
     image_height: int | None = None
+    # Event fields the message itself states, under the names routes and the envelope use
+    # (``timestamp``, ``stream_id``, ``device_id``, ``external_id``, ``event_id``, ``item_count``,
+    # ``input_image``...). Edge-stack messages carry them; raw model outputs leave this empty.
+    values: dict[str, Any] = field(default_factory=dict)
+    # Custom metadata read from the message (tracking ids, sensor ids...), within the contract's limits.
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # Names a route may use in templates and cooldown keys (``{tracking_id}``, ``{camera}``, ``{id}``...).
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertOptions:
+    """What a route tells a converter that the message may not: the image size and a default confidence.
+
+    ``image_width`` / ``image_height`` turn normalized coordinates into pixels when the message
+    states no size of its own; ``default_confidence`` replaces a missing confidence (never a present one).
+    """
+
+    image_width: int | None = None
+    image_height: int | None = None
+    default_confidence: float | None = None
+
+
+DEFAULT_OPTIONS: Final = ConvertOptions()
 
 
 @dataclass(slots=True)
