@@ -45,7 +45,9 @@ def convert_predictions(
         ) from exc
 
 
-def _convert(value: Any, fmt: PredictionFormat, path: str, options: ConvertOptions) -> ModelOutput:
+def _convert(
+    value: Any, fmt: PredictionFormat, path: str, options: ConvertOptions = DEFAULT_OPTIONS
+) -> ModelOutput:
     if fmt is PredictionFormat.AUTO:
         detected = detect_format(value)
         if detected is None:

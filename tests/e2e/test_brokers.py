@@ -104,11 +104,18 @@ def test_sigterm_under_load_drains_within_the_deadline(stack: Stack) -> None:
 
 def test_two_consumers_share_the_load(stack: Stack) -> None:
     corpus = stack.corpus(10_000, seed=24)
+    # Kafka: the topics exist before the group forms, so both members are assigned partitions before
+    # anything is published (otherwise the first member may drain everything before the second joins).
+    stack.transport.prepare(corpus)
     one = stack.consumer("one").start()
     two = stack.consumer("two").start()
     one.wait_ready()
     two.wait_ready()
-    time.sleep(3)  # let the Kafka group settle its assignment
+    if stack.transport.name == "kafka":
+        wait_until(
+            lambda: all(p.log_contains('"partitions assigned"') for p in (one, two)), 60, "both assigned"
+        )
+    time.sleep(3)  # let the group settle (MQTT: the shared subscription of both)
     stack.transport.publish(corpus)
     stack.wait_for_everything(corpus)
     delivered = [p.metric_total("vision_events_events_delivered_total") for p in (one, two)]

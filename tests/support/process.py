@@ -108,6 +108,13 @@ class ConsumerProcess:
             self._process.wait(10)
         self._close_log()
 
+    def log_contains(self, text: str) -> bool:
+        """Whether the process's log holds ``text`` so far."""
+        try:
+            return text in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
     def log_tail(self, lines: int = 40) -> str:
         """The end of the process's log."""
         try:

@@ -36,6 +36,10 @@ class Transport(Protocol):
         """Publish every message (QoS 1 / acks=all), at most ``rate`` per second."""
         ...
 
+    def prepare(self, messages: Sequence[CorpusMessage]) -> None:
+        """Create whatever the broker needs before ``messages`` are published (Kafka: their topics)."""
+        ...
+
     def dead_letters(self) -> list[DeadLetterRecord]:
         """Every record in the dead-letter topic so far."""
         ...
@@ -103,6 +107,9 @@ class MqttTransport:
             },
             "dead_letter": {"type": "mqtt", "mqtt": {"topic": self.dlq_topic}},
         }
+
+    def prepare(self, messages: Sequence[CorpusMessage]) -> None:
+        """Nothing to create: MQTT topics exist once published to."""
 
     def publish(self, messages: Sequence[CorpusMessage], rate: float | None = None) -> None:
         """Publish at QoS 1 and wait for every PUBACK."""
@@ -175,6 +182,10 @@ class KafkaTransport:
             },
             "dead_letter": {"type": "kafka", "kafka": {"topic": self.dlq_topic}},
         }
+
+    def prepare(self, messages: Sequence[CorpusMessage]) -> None:
+        """Create the topics of ``messages`` so that subscribers can be assigned them first."""
+        self._create(sorted({m.topic for m in messages}))
 
     def publish(self, messages: Sequence[CorpusMessage], rate: float | None = None) -> None:
         """Produce with acks=all and wait for every delivery report."""
