@@ -65,7 +65,9 @@ def build_dead_letters(settings: Settings, table: RoutingTable) -> DeadLetterWri
     kind = settings.dead_letter.type
     if kind is DeadLetterKind.KAFKA:
         kafka_source = settings.source.kafka if settings.source.type is SourceKind.KAFKA else None
-        return KafkaDeadLetterWriter(settings.dead_letter.kafka, kafka_source)
+        return KafkaDeadLetterWriter(
+            settings.dead_letter.kafka, kafka_source, settings.limits.max_message_bytes
+        )
     if kind is DeadLetterKind.MQTT:
         mqtt_source = settings.source.mqtt
         filters: list[str] = []

@@ -107,14 +107,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
         finally:
             origin.close()
-        sys.stderr.write(f"dry run: {dict(counts)}\n")
+        sys.stderr.write(f"dry run: {dict(counts)}, unreadable {origin.unreadable}\n")
         return EXIT_OK
     source = ReplaySource(origin, selection, args.rate)
     result = asyncio.run(App(settings, source=source).run())
     # With the spool on, the pipeline "delivers" into the spool; the forwarder's count is the API's.
     delivered = result.forwarded.delivered if result.forwarded is not None else result.stats.delivered
     sys.stderr.write(
-        f"replayed {source.replayed} (passed over {source.passed_over}): delivered {delivered}, "
+        f"replayed {source.replayed} (passed over {source.passed_over}, "
+        f"unreadable {origin.unreadable}): delivered {delivered}, "
         f"dead-lettered again {result.stats.dead_lettered}, settled by a route {result.stats.skipped}\n"
     )
     return EXIT_OK if result.drained else EXIT_FAILED

@@ -34,6 +34,11 @@ def no_ack() -> None:
 class ReplayOrigin(Protocol):
     """Where dead letters are read from. Blocking calls: the replay runs them off the event loop."""
 
+    @property
+    def unreadable(self) -> int:
+        """How many records could not be read (skipped with a warning), so far."""
+        ...
+
     def next_batch(self, limit: int) -> list[Replayable] | None:
         """Up to ``limit`` records (possibly none yet); None when the origin is exhausted."""
         ...

@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import paho.mqtt.client as paho
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from paho.mqtt.packettypes import PacketTypes
@@ -29,7 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from consumer.config import Settings, SourceKind
-from consumer.deadletter import DeadLetterRecord
+from consumer.deadletter.jsonl import parse_dead_letter_line
 from consumer.deadletter.kafka import producer_settings, record_from_kafka_message
 from consumer.deadletter.mqtt import record_from_mqtt_payload
 from consumer.errors import ConfigError
@@ -49,6 +48,9 @@ class JsonlOrigin:
         try:
             self._limit = os.path.getsize(path)
             self._handle = path.open("rb")
+            self._path = path
+            self._line = 0
+            self.unreadable = 0
         except OSError as exc:
             raise ConfigError(f"cannot read dead letters from {path}: {exc}") from exc
 
@@ -59,8 +61,15 @@ class JsonlOrigin:
             line = self._handle.readline()
             if not line:
                 break
-            if line.strip():
-                batch.append((DeadLetterRecord.from_json_dict(orjson.loads(line)), no_ack))
+            self._line += 1
+            if not line.strip():
+                continue
+            # A torn line (a kill mid-append) is skipped with a warning; everything after it replays.
+            record = parse_dead_letter_line(self._path, self._line, line)
+            if record is None:
+                self.unreadable += 1
+            else:
+                batch.append((record, no_ack))
         return batch or None
 
     def close(self) -> None:
@@ -70,6 +79,8 @@ class JsonlOrigin:
 
 class KafkaOrigin:
     """A Kafka dead-letter topic from the beginning to its end offsets at the start."""
+
+    unreadable = 0  # every Kafka record is a whole record: nothing is torn
 
     def __init__(self, settings: Settings, topic: str) -> None:
         source = settings.source.kafka if settings.source.type is SourceKind.KAFKA else None
@@ -134,6 +145,8 @@ class KafkaOrigin:
 
 class MqttOrigin:
     """An MQTT dead-letter topic through a persistent replay session (see the module docstring)."""
+
+    unreadable = 0  # every MQTT message is a whole record: nothing is torn
 
     def __init__(self, settings: Settings, topic: str, idle_seconds: float) -> None:
         source = settings.source.mqtt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -12,6 +13,11 @@ import orjson
 
 from consumer.deadletter.base import DeadLetterRecord
 from consumer.errors import DeadLetterError
+
+log = logging.getLogger(__name__)
+
+# Exceptions a damaged line can raise while being read as a record.
+_UNREADABLE = (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError)
 
 
 class JsonlDeadLetterWriter:
@@ -37,6 +43,15 @@ class JsonlDeadLetterWriter:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("ab")
+            if _torn_tail(self.path):
+                # A kill mid-append left a partial last line. Terminating it keeps every byte and
+                # lets the next record start on its own line instead of being glued to the wreck.
+                log.warning(
+                    "dead-letter file %s ends with a partial record (interrupted write); "
+                    "it is kept as an unreadable line and new records start on the next line",
+                    self.path,
+                )
+                data = b"\n" + data
         self._file.write(data)
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -49,9 +64,34 @@ class JsonlDeadLetterWriter:
                 self._file = None
 
 
-def read_dead_letters(path: Path) -> Iterator[DeadLetterRecord]:
-    """Read the records of a JSONL dead-letter file, in order."""
+def _torn_tail(path: Path) -> bool:
+    """Whether a non-empty file's last byte is not a newline."""
     with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                yield DeadLetterRecord.from_json_dict(orjson.loads(line))
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
+def parse_dead_letter_line(path: Path, number: int, line: bytes) -> DeadLetterRecord | None:
+    """The record on line ``number``; None, with a warning, when the line is unreadable (torn)."""
+    try:
+        return DeadLetterRecord.from_json_dict(orjson.loads(line))
+    except _UNREADABLE as exc:
+        log.warning(
+            "dead-letter file %s line %d is unreadable (%d bytes, likely an interrupted write), skipped: %s",
+            path,
+            number,
+            len(line),
+            type(exc).__name__,
+        )
+        return None
+
+
+def read_dead_letters(path: Path) -> Iterator[DeadLetterRecord]:
+    """Read the records of a JSONL dead-letter file, in order, skipping unreadable lines."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip() and (record := parse_dead_letter_line(path, number, line)) is not None:
+                yield record

@@ -78,6 +78,10 @@ MAX_DETAIL_CHARS: Final = 4000
 # Above librdkafka's 1 MB default: a dead letter is as large as the message plus its context.
 # The dead-letter topic's max.message.bytes must be at least the source topic's.
 _DEFAULT_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024 + 64 * 1024
+# Room for the dead-letter headers (reason, detail, coordinates) and the record overhead.
+_RECORD_HEADROOM_BYTES: Final = 64 * 1024
+# librdkafka refuses a larger message.max.bytes.
+_LIBRDKAFKA_MAX_MESSAGE_BYTES: Final = 1_000_000_000
 _FLUSH_MARGIN_SECONDS: Final = 2.0
 # Aliases of the settings this writer forces.
 _FORCED_ALIASES: Final = ("request.required.acks", "delivery.timeout.ms")
@@ -183,13 +187,17 @@ def _float(context: Mapping[str, str], header: str) -> float:
 # -- settings --------------------------------------------------------------------------------------
 
 
-def producer_settings(config: KafkaDeadLetterConfig, source: KafkaSourceConfig | None) -> Settings:
+def producer_settings(
+    config: KafkaDeadLetterConfig, source: KafkaSourceConfig | None, max_message_bytes: int | None = None
+) -> Settings:
     """The librdkafka producer settings (secrets included: never log them, log a masked copy).
 
     The bootstrap servers default to the source's. The security settings (``security.protocol``,
     ``sasl.*``, ``ssl.*``) default to the source's as a group: when the dead-letter config sets
     any of them itself, none of the source's are taken, so credentials of two clusters are never
-    mixed. ``acks=all``, idempotence and the delivery timeout are forced.
+    mixed. ``acks=all``, idempotence and the delivery timeout are forced. ``message.max.bytes``
+    follows ``max_message_bytes`` (``limits.max_message_bytes``) plus headroom for the headers, so
+    a message refused as ``message_too_large`` still fits the producer that dead-letters it.
     """
     own: Settings = dict(config.settings)
     if config.sasl_password is not None:
@@ -201,7 +209,7 @@ def producer_settings(config: KafkaDeadLetterConfig, source: KafkaSourceConfig |
         "bootstrap.servers": bootstrap,
         "client.id": "vision-events-consumer-dead-letters",
         "linger.ms": 5,
-        "message.max.bytes": _DEFAULT_MESSAGE_MAX_BYTES,
+        "message.max.bytes": _message_max_bytes(max_message_bytes),
     }
     if source is not None and not any(is_security_setting(key) for key in own):
         settings.update({k: v for k, v in source.librdkafka().items() if is_security_setting(k)})
@@ -218,16 +226,28 @@ def producer_settings(config: KafkaDeadLetterConfig, source: KafkaSourceConfig |
     return settings
 
 
+def _message_max_bytes(max_message_bytes: int | None) -> int:
+    if max_message_bytes is None:
+        return _DEFAULT_MESSAGE_MAX_BYTES
+    wanted = max(_DEFAULT_MESSAGE_MAX_BYTES, max_message_bytes + _RECORD_HEADROOM_BYTES)
+    return min(wanted, _LIBRDKAFKA_MAX_MESSAGE_BYTES)
+
+
 # -- the writer ------------------------------------------------------------------------------------
 
 
 class KafkaDeadLetterWriter:
     """Writes dead letters to a Kafka topic and returns only once the broker acknowledged them."""
 
-    def __init__(self, config: KafkaDeadLetterConfig, source: KafkaSourceConfig | None) -> None:
+    def __init__(
+        self,
+        config: KafkaDeadLetterConfig,
+        source: KafkaSourceConfig | None,
+        max_message_bytes: int | None = None,
+    ) -> None:
         self.topic = config.topic
         self._timeout = config.timeout_seconds
-        self._settings = producer_settings(config, source)
+        self._settings = producer_settings(config, source, max_message_bytes)
         self._lock = asyncio.Lock()
         self._fatal = False
         self._producer: Producer | None = self._new_producer()

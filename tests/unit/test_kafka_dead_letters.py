@@ -231,3 +231,12 @@ def test_a_library_error_echoing_the_password_is_redacted(monkeypatch: pytest.Mo
     assert SECRET not in str(raised.value)
     assert "bad sasl.password **********" in str(raised.value)
     assert raised.value.__context__ is None
+
+
+def test_message_max_bytes_follows_the_message_limit() -> None:
+    # A message refused as message_too_large must still fit the producer that dead-letters it.
+    limit = 40 * 1024 * 1024
+    settings = producer_settings(KafkaDeadLetterConfig(), _source(), limit)
+    assert int(settings["message.max.bytes"]) > limit
+    default = producer_settings(KafkaDeadLetterConfig(), _source())
+    assert int(default["message.max.bytes"]) > 16 * 1024 * 1024
