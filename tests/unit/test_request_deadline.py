@@ -67,3 +67,26 @@ def test_a_dribbling_api_times_out_and_give_up_dead_letters_the_batch() -> None:
         assert [rejection.reason for rejection in report.rejected] == [Reason.DELIVERY_TIMEOUT] * 2
 
     asyncio.run(scenario())
+
+
+def test_give_up_fires_while_an_attempt_is_still_running() -> None:
+    async def scenario() -> None:
+        async with dribbling_server() as port:
+            sink = CloudSink(
+                # A request timeout far beyond the give-up: only the give-up can end this attempt.
+                CloudSinkConfig(
+                    base_url=f"http://127.0.0.1:{port}/", api_key=SecretStr("k"), timeout_seconds=600.0
+                ),
+                RetryConfig(give_up_after_seconds=2.0),
+                ImagesConfig(),
+                Metrics(),
+            )
+            try:
+                async with asyncio.timeout(TEST_BOUND_SECONDS):
+                    report = await sink.deliver([make_event(0)])
+            finally:
+                await sink.aclose()
+        assert not report.delivered
+        assert [rejection.reason for rejection in report.rejected] == [Reason.DELIVERY_TIMEOUT]
+
+    asyncio.run(scenario())
