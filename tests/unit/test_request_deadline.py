@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 from pydantic import SecretStr
 
-from consumer.config import CloudSinkConfig, ImagesConfig, RetryConfig
+from consumer.config import CloudSinkConfig, ImagesConfig, LocalSinkConfig, RetryConfig
 from consumer.errors import Reason
 from consumer.metrics import Metrics
 from consumer.sinks.cloud import CloudSink
+from consumer.sinks.local import LocalSink
 from tests.unit.test_cloud_sink import make_event
 
 ANSWER = (
@@ -78,6 +79,26 @@ def test_give_up_fires_while_an_attempt_is_still_running() -> None:
                     base_url=f"http://127.0.0.1:{port}/", api_key=SecretStr("k"), timeout_seconds=600.0
                 ),
                 RetryConfig(give_up_after_seconds=2.0),
+                ImagesConfig(),
+                Metrics(),
+            )
+            try:
+                async with asyncio.timeout(TEST_BOUND_SECONDS):
+                    report = await sink.deliver([make_event(0)])
+            finally:
+                await sink.aclose()
+        assert not report.delivered
+        assert [rejection.reason for rejection in report.rejected] == [Reason.DELIVERY_TIMEOUT]
+
+    asyncio.run(scenario())
+
+
+def test_a_dribbling_event_store_times_out_and_give_up_dead_letters_the_event() -> None:
+    async def scenario() -> None:
+        async with dribbling_server() as port:
+            sink = LocalSink(
+                LocalSinkConfig(url=f"http://127.0.0.1:{port}", timeout_seconds=2.0),
+                RetryConfig(give_up_after_seconds=3.0, initial_backoff_seconds=0.1, max_backoff_seconds=0.2),
                 ImagesConfig(),
                 Metrics(),
             )
