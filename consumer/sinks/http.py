@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from consumer.sinks.deadline import DeadlineClient
 from consumer.sinks.retry import RetryPolicy
 from consumer.sinks.transport import sink_transport
 
@@ -14,7 +15,8 @@ class HttpSink:
     A sink given a client (tests inject a mock transport) borrows it; otherwise it creates one,
     never following redirects (a redirect could carry the API key to another host), and closes it.
     The client it creates sends over the lean transport of ``transport.py`` (a fraction of the CPU
-    per request), or over httpx's default transport when the environment configures a proxy.
+    per request), or over httpx's default transport when the environment configures a proxy;
+    either way the request timeout bounds the whole request (see ``deadline.py``).
     """
 
     policy: RetryPolicy
@@ -24,9 +26,7 @@ class HttpSink:
         self._client = (
             client
             if client is not None
-            else httpx.AsyncClient(
-                timeout=timeout_seconds, follow_redirects=False, transport=sink_transport()
-            )
+            else DeadlineClient(timeout=timeout_seconds, follow_redirects=False, transport=sink_transport())
         )
 
     @property

@@ -10,8 +10,9 @@
   :class:`DeliveryTimeoutError`; the caller turns the events into ``Reason.DELIVERY_TIMEOUT``
   rejections. Auth failures never give up: the events are not at fault.
 
-The deadline is checked after each failed attempt; the backoff before the last attempt is clipped
-to the time left (a ``Retry-After`` still wins), so a batch overruns it by at most one request.
+The deadline is checked after each failed attempt, and an attempt running when it passes is cut
+there; the backoff before the last attempt is clipped to the time left (a ``Retry-After`` still
+wins).
 Sleep, clock and random source are injectable so tests neither wait nor flake.
 """
 
@@ -172,9 +173,23 @@ class RetryPolicy:
                 },
             )
 
+        async def bounded() -> T:
+            # The give-up deadline holds however the time is spent: an attempt still running when
+            # it passes is cut there (not only checked after the attempt fails).
+            remaining = None if deadline is None else deadline - self._clock()
+            if remaining is None or remaining <= 0:
+                return await fn()
+            try:
+                async with asyncio.timeout(remaining):
+                    return await fn()
+            except TimeoutError as exc:
+                raise RetryableDeliveryError(
+                    f"{endpoint}: the give-up deadline passed during the attempt", endpoint=endpoint
+                ) from exc
+
         async def attempt() -> T:
             try:
-                result = await fn()
+                result = await bounded()
             except AuthError:
                 self._set_auth_failing(True)
                 raise
