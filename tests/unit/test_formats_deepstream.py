@@ -73,3 +73,20 @@ def test_bad_input_is_a_typed_error_with_path(mutate: Any, path: str) -> None:
         convert_predictions(message, PredictionFormat.DEEPSTREAM, path="")
     assert info.value.path == path
     assert info.value.reason in set(Reason)
+
+
+def test_existing_samples_are_not_taken_for_deepstream() -> None:
+    samples = Path(__file__).parents[2] / "consumer" / "samples" / "messages.jsonl"
+    for line in samples.read_text().splitlines():
+        if line.strip():
+            assert detect_format(json.loads(line)) is not PredictionFormat.DEEPSTREAM
+
+
+def test_stream_id_loses_credentials_and_is_capped_stably() -> None:
+    from consumer.formats.common import stream_id
+
+    assert stream_id("rtsp://user:pw@cam:554/live", "s") == "rtsp://cam:554/live"
+    long = "rtsp://cam/" + "a" * 400
+    assert len(stream_id(long, "s")) == 256
+    assert stream_id(long, "s") == stream_id(long, "s")
+    assert stream_id(long, "s") != stream_id(long + "b", "s")
