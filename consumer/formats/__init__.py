@@ -11,6 +11,7 @@ from typing import Any
 
 from consumer.errors import FormatError, Reason
 from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions, ModelOutput, PredictionFormat
+from consumer.formats.deepstream import convert_deepstream
 from consumer.formats.detect import detect_format
 from consumer.formats.roboflow import convert_roboflow
 from consumer.formats.ultralytics import convert_ultralytics
@@ -62,4 +63,6 @@ def _convert(
         return convert_roboflow(value, path)
     if fmt is PredictionFormat.WORKFLOW:
         return convert_workflow(value, path)
+    if fmt is PredictionFormat.DEEPSTREAM:
+        return convert_deepstream(value, path, options)
     return convert_ultralytics(value, path)

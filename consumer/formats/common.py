@@ -6,12 +6,14 @@ comparisons and the field path of an error is only built when an error is raised
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from consumer.contract import MAX_ANNOTATIONS_PER_LIST
+from consumer.contract import MAX_ANNOTATIONS_PER_LIST, MAX_CUSTOM_METADATA_STRING_CHARS, MAX_STREAM_ID_CHARS
 from consumer.errors import Reason, ValidationError
 from consumer.model import Annotation, Annotations
 
@@ -31,6 +33,11 @@ class PredictionFormat(StrEnum):
     ROBOFLOW = "roboflow"
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
+    DEEPSTREAM = "deepstream"
+    DEEPSTREAM_MINIMAL = "deepstream_minimal"
+    DLSTREAMER = "dlstreamer"
+    FRIGATE = "frigate"
+    AXIS = "axis"
 
 
 @dataclass(slots=True)
@@ -252,3 +259,97 @@ def class_name(value: Any, path: str) -> str:
     if type(value) is int:
         return str(value)
     raise type_error("a string", value, path)
+
+
+# -- edge-stack helpers -----------------------------------------------------------------------------
+
+
+def corner_box(  # noqa: PLR0917 - the four corners read best positionally
+    label: str, x1: float, y1: float, x2: float, y2: float, confidence: float, path: str
+) -> Annotation:
+    """Build a detection from two opposite corners (rule R1: the wire ``x``/``y`` is the box center)."""
+    width = finite(abs(x2 - x1), path)
+    height = finite(abs(y2 - y1), path)
+    return {
+        "class": label,
+        "x": min(x1, x2) + width / 2,
+        "y": min(y1, y2) + height / 2,
+        "width": width,
+        "height": height,
+        "confidence": confidence,
+    }
+
+
+def edge_confidence(value: Any, path: str, options: ConvertOptions) -> float:
+    """A detection confidence under R3, with the route's ``default_confidence`` for a missing one."""
+    if value is None and options.default_confidence is not None:
+        return options.default_confidence
+    return detection_confidence(value, path)
+
+
+def number(value: Any, path: str) -> float:
+    """Read a required finite number at ``path``."""
+    out = as_float(value)
+    if out is None:
+        raise number_error(value, path)
+    return out
+
+
+def mapping(value: Any, path: str) -> dict[str, Any]:
+    """Read a required JSON object at ``path``."""
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        raise ValidationError(Reason.MISSING_FIELD, "an object is required", path)
+    raise type_error("an object", value, path)
+
+
+def utc_timestamp(value: Any, path: str) -> str:
+    """Read an ISO-8601 capture time with a zone and return it as ISO-8601 UTC text."""
+    if not isinstance(value, str):
+        raise type_error("an ISO-8601 string", value, path)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(Reason.INVALID_VALUE, "not an ISO-8601 time", path) from None
+    if moment.tzinfo is None:
+        raise ValidationError(Reason.INVALID_VALUE, "an ISO-8601 time without a zone", path)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def epoch_timestamp(value: Any, path: str) -> str:
+    """Read epoch seconds (Frigate ``frame_time``) and return ISO-8601 UTC text."""
+    seconds = number(value, path)
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValidationError(Reason.INVALID_VALUE, "epoch seconds out of range", path) from None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def stream_id(value: Any, path: str) -> str:
+    """Read a stream id: credentials removed from a URI (R8), cut with a stable hash when too long (Q12)."""
+    if type(value) is int:
+        value = str(value)
+    if not isinstance(value, str):
+        raise type_error("a string", value, path)
+    text = _without_credentials(value)
+    if len(text) <= MAX_STREAM_ID_CHARS:
+        return text
+    suffix = "#" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return text[: MAX_STREAM_ID_CHARS - len(suffix)] + suffix
+
+
+def _without_credentials(text: str) -> str:
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, tail = rest.partition("/")
+    if "@" not in authority:
+        return text
+    return scheme + "://" + authority.rpartition("@")[2] + slash + tail
+
+
+def metadata_text(value: str) -> str:
+    """Cut a string to the contract's custom-metadata string limit."""
+    return value[:MAX_CUSTOM_METADATA_STRING_CHARS]

@@ -6,6 +6,7 @@ from typing import Any
 
 from consumer.envelope import ENVELOPE_MARKERS
 from consumer.formats.common import PredictionFormat
+from consumer.formats.deepstream import is_deepstream
 from consumer.formats.workflows import first_present, is_response_outputs, is_serialized
 
 
@@ -47,6 +48,8 @@ def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
 def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
     if not ENVELOPE_MARKERS.isdisjoint(value):
         return None
+    if is_deepstream(value):
+        return PredictionFormat.DEEPSTREAM
     outputs = value.get("outputs")
     if isinstance(outputs, list) and is_response_outputs(outputs):
         return PredictionFormat.WORKFLOW

@@ -15,6 +15,7 @@ import consumer.formats
 from consumer.contract import MAX_ANNOTATIONS_PER_LIST
 from consumer.errors import FormatError, MessageError, Reason, ValidationError
 from consumer.formats import ModelOutput, PredictionFormat, convert_predictions, detect_format
+from consumer.formats.common import DEFAULT_OPTIONS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 BOX_KEYS = {"class", "x", "y", "width", "height", "confidence"}
@@ -825,7 +826,7 @@ def test_damaged_inputs_never_escape_as_untyped_errors(name: str) -> None:
             _damage(value, rng)
         for fmt in (AUTO, ROBOFLOW, WORKFLOW, ULTRALYTICS):
             try:
-                out = consumer.formats._convert(value, fmt, "predictions")
+                out = consumer.formats._convert(value, fmt, "predictions", DEFAULT_OPTIONS)
             except MessageError as exc:
                 failed: MessageError = exc
             else:
