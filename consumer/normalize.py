@@ -40,6 +40,7 @@ _RAW_FORMATS = {
     MessageFormat.ROBOFLOW: PredictionFormat.ROBOFLOW,
     MessageFormat.WORKFLOW: PredictionFormat.WORKFLOW,
     MessageFormat.ULTRALYTICS: PredictionFormat.ULTRALYTICS,
+    MessageFormat.DEEPSTREAM: PredictionFormat.DEEPSTREAM,
 }
 
 
@@ -237,6 +238,7 @@ class Normalizer:
                 output = convert_predictions(predictions, PredictionFormat.AUTO, path="predictions")
         else:
             output = convert_predictions(document, _RAW_FORMATS[fmt], path="")
+            message_set = _take_message_fields(output, values, metadata)
         return _Draft(event_type, use_case, values, metadata, output, message_set)
 
     def _plan_of(self, route: Route) -> _Plan:
@@ -414,6 +416,21 @@ class Normalizer:
                 "only http(s) URLs on a host in images.url_allowed_hosts are fetched",
                 path,
             )
+
+
+def _take_message_fields(
+    output: ModelOutput, values: dict[str, Any], metadata: dict[str, Any]
+) -> frozenset[str]:
+    """Merge the fields an edge-stack message states itself (capture time, stream id...).
+
+    The message's own value wins over the route's, as with the envelope; returns their names.
+    """
+    if output.metadata:
+        metadata.update(output.metadata)
+    if not output.values:
+        return frozenset()
+    values.update(output.values)
+    return frozenset(output.values)
 
 
 def _optional_str(values: dict[str, Any], name: str, max_chars: int) -> str | None:

@@ -34,10 +34,6 @@ class PredictionFormat(StrEnum):
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
-    DEEPSTREAM_MINIMAL = "deepstream_minimal"
-    DLSTREAMER = "dlstreamer"
-    FRIGATE = "frigate"
-    AXIS = "axis"
 
 
 @dataclass(slots=True)

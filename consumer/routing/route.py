@@ -45,6 +45,7 @@ class MessageFormat(StrEnum):
     ROBOFLOW = "roboflow"
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
+    DEEPSTREAM = "deepstream"
 
 
 class NoImagePolicy(StrEnum):

@@ -1,0 +1,56 @@
+"""Edge-stack messages through the normalizer: the message's own fields reach the event."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from consumer.model import VisionEvent
+from tests.support.messages import message, normalizer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "edge"
+
+ROUTES = """
+routes:
+  - name: deepstream
+    match: "deepstream/{camera}"
+    format: FMT
+    event_type: custom
+    use_case: traffic
+    fields:
+      custom_value: vehicle
+"""
+
+
+def _deepstream(captured: datetime) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads((FIXTURES / "deepstream_full_test4_vehicle.json").read_text())
+    payload["@timestamp"] = captured.isoformat().replace("+00:00", "Z")
+    return payload
+
+
+def _event(result: object) -> VisionEvent:
+    assert isinstance(result, VisionEvent), result
+    return result
+
+
+def test_deepstream_message_fields_reach_the_event_by_route_format_and_by_detection() -> None:
+    captured = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=337000)
+    payload = _deepstream(captured)
+    for fmt in ("deepstream", "auto"):
+        event = _event(normalizer(ROUTES.replace("FMT", fmt)).normalize(message("deepstream/cam", payload)))
+        assert event.timestamp == captured
+        assert event.stream_id == "CAMERA_ID"
+        assert event.event_data == {"value": "vehicle", "externalId": payload["messageid"]}
+        assert event.custom_metadata.get("license") == "XX1234"
+
+
+def test_deepstream_event_id_follows_the_publisher_message_id() -> None:
+    payload = _deepstream(datetime.now(UTC) - timedelta(minutes=1))
+    table = ROUTES.replace("FMT", "deepstream")
+    first = _event(normalizer(table).normalize(message("deepstream/cam", payload)))
+    again = _event(normalizer(table).normalize(message("deepstream/cam", payload)))
+    other = _event(normalizer(table).normalize(message("deepstream/cam", {**payload, "messageid": "m-2"})))
+    assert first.event_id == again.event_id
+    assert first.event_id != other.event_id
