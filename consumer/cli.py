@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     configure_logging(settings.log.level, settings.log.format)
     result = asyncio.run(App(settings).run())
-    return EXIT_OK if result.drained else EXIT_FAILED
+    return EXIT_OK if result.clean else EXIT_FAILED
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -117,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"replayed {source.replayed} (passed over {source.passed_over}): delivered {delivered}, "
         f"dead-lettered again {result.stats.dead_lettered}, settled by a route {result.stats.skipped}\n"
     )
-    return EXIT_OK if result.drained else EXIT_FAILED
+    return EXIT_OK if result.clean else EXIT_FAILED
 
 
 def cmd_fake_api(args: argparse.Namespace) -> int:
