@@ -13,7 +13,7 @@ from pathlib import Path
 
 from consumer.config import BatchConfig, DeadLetterKind, Settings, SinkKind, SourceKind, masked_settings
 from consumer.deadletter import DeadLetterWriter, JsonlDeadLetterWriter
-from consumer.deadletter.kafka import KafkaDeadLetterWriter
+from consumer.deadletter.kafka import KafkaDeadLetterWriter, producer_settings
 from consumer.deadletter.mqtt import MqttDeadLetterWriter
 from consumer.health import OpsServer
 from consumer.metrics import Metrics
@@ -58,6 +58,19 @@ def build_source(settings: Settings, table: RoutingTable, metrics: Metrics) -> S
     if kind is SourceKind.KAFKA:
         return KafkaSource(settings.source.kafka, metrics)
     return FileSource(settings.source.file.path, settings.source.file.default_topic)
+
+
+def check_runnable(settings: Settings, table: RoutingTable) -> None:
+    """Raise ConfigError for what ``run`` would refuse at start-up, without connecting anywhere.
+
+    ``check-config`` and ``run`` share this, so a configuration the first accepts the second runs.
+    Building the source (not starting it) is the check: its constructor validates its settings
+    (Kafka topics and client settings, MQTT URL and subscriptions) and opens no connection.
+    """
+    build_source(settings, table, Metrics())
+    if settings.dead_letter.type is DeadLetterKind.KAFKA:
+        kafka_source = settings.source.kafka if settings.source.type is SourceKind.KAFKA else None
+        producer_settings(settings.dead_letter.kafka, kafka_source)
 
 
 def build_dead_letters(settings: Settings, table: RoutingTable) -> DeadLetterWriter:
