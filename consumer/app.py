@@ -13,7 +13,7 @@ from pathlib import Path
 
 from consumer.config import BatchConfig, DeadLetterKind, Settings, SinkKind, SourceKind, masked_settings
 from consumer.deadletter import DeadLetterWriter, JsonlDeadLetterWriter
-from consumer.deadletter.kafka import KafkaDeadLetterWriter
+from consumer.deadletter.kafka import KafkaDeadLetterWriter, producer_settings
 from consumer.deadletter.mqtt import MqttDeadLetterWriter
 from consumer.health import OpsServer
 from consumer.metrics import Metrics
@@ -58,6 +58,19 @@ def build_source(settings: Settings, table: RoutingTable, metrics: Metrics) -> S
     if kind is SourceKind.KAFKA:
         return KafkaSource(settings.source.kafka, metrics)
     return FileSource(settings.source.file.path, settings.source.file.default_topic)
+
+
+def check_runnable(settings: Settings, table: RoutingTable) -> None:
+    """Raise ConfigError for what ``run`` would refuse at start-up, without connecting anywhere.
+
+    ``check-config`` and ``run`` share this, so a configuration the first accepts the second runs.
+    Building the source (not starting it) is the check: its constructor validates its settings
+    (Kafka topics and client settings, MQTT URL and subscriptions) and opens no connection.
+    """
+    build_source(settings, table, Metrics())
+    if settings.dead_letter.type is DeadLetterKind.KAFKA:
+        kafka_source = settings.source.kafka if settings.source.type is SourceKind.KAFKA else None
+        producer_settings(settings.dead_letter.kafka, kafka_source)
 
 
 def build_dead_letters(settings: Settings, table: RoutingTable) -> DeadLetterWriter:
@@ -138,11 +151,23 @@ def tune_garbage_collector() -> None:
 
 @dataclass(slots=True)
 class RunResult:
-    """How a run ended. ``forwarded``: what the spool's forwarder delivered (None without a spool)."""
+    """How a run ended. ``forwarded``: what the spool's forwarder delivered (None without a spool).
+
+    ``stopped``: SIGTERM/SIGINT asked for the stop (a deliberate shutdown, not a failure even when
+    work was left unsettled: that work is unacknowledged and redelivered by design).
+    ``unsettled``: messages neither delivered nor dead-lettered when the deadline passed.
+    """
 
     stats: PipelineStats
     drained: bool
     forwarded: ForwarderStats | None = None
+    stopped: bool = False
+    unsettled: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """True when the run ended as intended: everything settled, or a signal's bounded drain."""
+        return self.drained or self.stopped
 
 
 class App:
@@ -234,6 +259,8 @@ class App:
                 failure = exc
             stopping_since = time.monotonic()
             drained = await pipeline.close(deadline)
+            # Cancelled deliveries never settle, so what is still counted in flight was left behind.
+            unsettled = pipeline.in_flight
             await self.source.aclose()
             if spool is not None:
                 input_ended = failure is None and not self.stop.is_set()
@@ -247,20 +274,36 @@ class App:
             await dead_letters.aclose()
             if self.ops is not None:
                 self.ops.stop()
-        stats = pipeline.stats
+        stopped = self.stop.is_set() and failure is None
+        self._log_finished(pipeline.stats, spool, drained=drained, unsettled=unsettled, stopped=stopped)
+        if failure is not None:
+            raise failure
+        forwarded = self.forwarder.stats if self.forwarder is not None else None
+        return RunResult(pipeline.stats, drained, forwarded, stopped=stopped, unsettled=unsettled)
+
+    @staticmethod
+    def _log_finished(
+        stats: PipelineStats, spool: _Spool | None, *, drained: bool, unsettled: int, stopped: bool
+    ) -> None:
+        """Log the run's summary, and what a signal's bounded drain left for redelivery."""
         summary: dict[str, object] = {
             "received": stats.received,
             "delivered": stats.delivered,
             "dead_lettered": stats.dead_lettered,
             "skipped": stats.skipped,
             "drained": drained,
+            "unsettled": unsettled,
         }
         if spool is not None:
             summary |= spool.summary(stats)
         log.info("finished", extra=summary)
-        if failure is not None:
-            raise failure
-        return RunResult(stats, drained, self.forwarder.stats if self.forwarder is not None else None)
+        if stopped and unsettled:
+            log.info(
+                "stopped by signal with %d messages unsettled; they were not acknowledged and will be"
+                " redelivered",
+                unsettled,
+                extra={"unsettled": unsettled},
+            )
 
     async def _open_spool(self) -> _Spool | None:
         if not self.settings.spool.enabled:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import yaml
 
-from consumer.app import App
+from consumer.app import App, check_runnable
 from consumer.config import ImagesConfig, LimitsConfig, Settings, load_settings, masked_settings
 from consumer.demo import run_demo
 from consumer.errors import ConfigError, ConsumerError, MessageError
@@ -53,13 +53,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     configure_logging(settings.log.level, settings.log.format)
     result = asyncio.run(App(settings).run())
-    return EXIT_OK if result.drained else EXIT_FAILED
+    return EXIT_OK if result.clean else EXIT_FAILED
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the settings and routes; print the effective settings with secrets masked."""
     settings = _settings_from(args)
     table = load_routes(settings.routes)
+    check_runnable(settings, table)
     effective = masked_settings(settings)
     effective["routes_loaded"] = [route.name for route in table.routes]
     sys.stdout.write(yaml.safe_dump(effective, sort_keys=False))
@@ -74,7 +75,13 @@ def cmd_validate_message(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, {"routes": str(args.routes)})
         limits, images = settings.limits, settings.images
     normalizer = Normalizer(load_routes(args.routes), limits, images)
-    payload = sys.stdin.buffer.read() if args.message_file == "-" else Path(args.message_file).read_bytes()
+    try:
+        payload = (
+            sys.stdin.buffer.read() if args.message_file == "-" else Path(args.message_file).read_bytes()
+        )
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot read the message file {args.message_file}: {exc.strerror}\n")
+        return EXIT_USAGE
     message = InboundMessage(source="cli", topic=args.topic, payload=payload, received_at=time.time())
     try:
         result = normalizer.normalize(message)
@@ -118,7 +125,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"unreadable {origin.unreadable}): delivered {delivered}, "
         f"dead-lettered again {result.stats.dead_lettered}, settled by a route {result.stats.skipped}\n"
     )
-    return EXIT_OK if result.drained else EXIT_FAILED
+    return EXIT_OK if result.clean else EXIT_FAILED
 
 
 def cmd_fake_api(args: argparse.Namespace) -> int:

@@ -68,7 +68,11 @@ _SECURITY_SETTING: Final = re.compile(r"^(security\.protocol$|sasl\.|ssl\.|ssl_|
 _IDLE_WAIT_SECONDS: Final = 0.1
 _ERROR_LOG_INTERVAL_SECONDS: Final = 30.0
 _CLOSE_TIMEOUT_SECONDS: Final = 60.0
-_CONNECTION_ERRORS: Final = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
+# Transient transport states: librdkafka reconnects by itself, so they are reported as "cannot
+# reach the broker, still trying", never as an error that stops anything.
+_CONNECTION_ERRORS: Final = frozenset(
+    {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+)
 
 
 # -- settings ---------------------------------------------------------------------------------------
@@ -332,6 +336,7 @@ class KafkaSource:
         self._wake = threading.Event()
         self._book = OffsetBook(on_release=self._wake_up)
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
+        self._unreachable = False  # a transport error since the last connection
         # Set from the event loop, read by the consumer thread.
         self._stopping = threading.Event()
         self._finishing = threading.Event()
@@ -832,13 +837,28 @@ class KafkaSource:
             self._fatal = KafkaSourceError(f"fatal Kafka error {error.name()}: {text}")
             return
         self._metrics.kafka_errors.labels(error.name()).inc()
+        if error.code() in _CONNECTION_ERRORS:
+            self._unreachable = True
+            self._warn_unreachable(text)
+            return
         self._errors.warning(error.name(), "kafka error", error=text, retriable=error.retriable())
+
+    def _warn_unreachable(self, detail: str | None) -> None:
+        # One key for every transport state, so the warning repeats once per interval while the
+        # broker stays away (the statistics callback calls this too, as librdkafka goes quiet).
+        self._errors.warning(
+            "unreachable",
+            f"cannot reach the Kafka broker ({self._config.bootstrap_servers}); the consumer keeps trying",
+            detail=detail,
+        )
 
     def _on_stats(self, raw: str) -> None:
         try:
             stats = orjson.loads(raw)
             brokers = stats.get("brokers") or {}
             self._set_connected(any(b.get("state") == "UP" for b in brokers.values()))
+            if self._unreachable and not self._connected:
+                self._warn_unreachable(None)
             assigned = self._assigned
             for topic, topic_stats in (stats.get("topics") or {}).items():
                 for key, partition_stats in (topic_stats.get("partitions") or {}).items():
@@ -855,6 +875,8 @@ class KafkaSource:
             log.exception("reading librdkafka statistics failed")
 
     def _set_connected(self, connected: bool, *, quiet: bool = False) -> None:
+        if connected:
+            self._unreachable = False
         if connected and not self._connected:
             if self._was_connected:
                 self._metrics.source_reconnects.labels(self.name).inc()

@@ -136,3 +136,32 @@ def test_validate_message_reports_when_a_route_emits_nothing(
     msg.write_bytes(b'{"predictions": []}')
     assert main(["validate-message", "--routes", str(ROUTES), "--topic", "site/a/b/safety", str(msg)]) == 3
     assert "filtered" in capsys.readouterr().err
+
+
+def test_validate_message_on_a_missing_file_is_a_clear_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-message.json"
+    assert main(["validate-message", "--routes", str(ROUTES), "--topic", "events/x", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "cannot read the message file" in captured.err and str(missing) in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_check_config_refuses_a_kafka_source_without_topics_like_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write(
+        tmp_path,
+        {
+            "routes": str(ROUTES),
+            "sink": {"type": "local", "local": {"api_key": SECRET}},
+            "source": {"type": "kafka", "kafka": {"bootstrap_servers": "127.0.0.1:9", "topics": []}},
+        },
+    )
+    assert main(["check-config", "--config", str(config)]) == 2
+    assert "source.kafka.topics is empty" in capsys.readouterr().err
+    # run refuses it with the same check, before connecting anywhere
+    assert main(["run", "--config", str(config)]) == 2
+    assert "source.kafka.topics is empty" in capsys.readouterr().err
