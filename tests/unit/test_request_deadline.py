@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from consumer.config import CloudSinkConfig, ImagesConfig, LocalSinkConfig, RetryConfig
 from consumer.errors import Reason
 from consumer.metrics import Metrics
+from consumer.sinks.base import DeliveryReport
 from consumer.sinks.cloud import CloudSink
 from consumer.sinks.local import LocalSink
 from tests.unit.test_cloud_sink import make_event
@@ -48,6 +49,15 @@ async def dribbling_server() -> AsyncIterator[int]:
             writer.close()
 
 
+async def deliver_bounded(sink: CloudSink | LocalSink, count: int) -> DeliveryReport:
+    """Deliver ``count`` events under the test's own bound, then close the sink."""
+    try:
+        async with asyncio.timeout(TEST_BOUND_SECONDS):
+            return await sink.deliver([make_event(index) for index in range(count)])
+    finally:
+        await sink.aclose()
+
+
 def test_a_dribbling_api_times_out_and_give_up_dead_letters_the_batch() -> None:
     async def scenario() -> None:
         async with dribbling_server() as port:
@@ -59,11 +69,7 @@ def test_a_dribbling_api_times_out_and_give_up_dead_letters_the_batch() -> None:
                 ImagesConfig(),
                 Metrics(),
             )
-            try:
-                async with asyncio.timeout(TEST_BOUND_SECONDS):
-                    report = await sink.deliver([make_event(0), make_event(1)])
-            finally:
-                await sink.aclose()
+            report = await deliver_bounded(sink, 2)
         assert not report.delivered
         assert [rejection.reason for rejection in report.rejected] == [Reason.DELIVERY_TIMEOUT] * 2
 
@@ -82,11 +88,7 @@ def test_give_up_fires_while_an_attempt_is_still_running() -> None:
                 ImagesConfig(),
                 Metrics(),
             )
-            try:
-                async with asyncio.timeout(TEST_BOUND_SECONDS):
-                    report = await sink.deliver([make_event(0)])
-            finally:
-                await sink.aclose()
+            report = await deliver_bounded(sink, 1)
         assert not report.delivered
         assert [rejection.reason for rejection in report.rejected] == [Reason.DELIVERY_TIMEOUT]
 
@@ -102,11 +104,7 @@ def test_a_dribbling_event_store_times_out_and_give_up_dead_letters_the_event() 
                 ImagesConfig(),
                 Metrics(),
             )
-            try:
-                async with asyncio.timeout(TEST_BOUND_SECONDS):
-                    report = await sink.deliver([make_event(0)])
-            finally:
-                await sink.aclose()
+            report = await deliver_bounded(sink, 1)
         assert not report.delivered
         assert [rejection.reason for rejection in report.rejected] == [Reason.DELIVERY_TIMEOUT]
 
