@@ -395,9 +395,17 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
     data: dict[str, Any] = {}
     if config_file is not None:
         try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+            text = config_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(f"cannot read config file {config_file}: {reason}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: not UTF-8 ({exc.reason})") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            # Not chained: the parser's own message quotes the offending line, secret included.
+            raise ConfigError(f"cannot read config file {config_file}: {yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {config_file} must hold a mapping at the top level")
         data = loaded
@@ -417,6 +425,24 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what the YAML parser found wrong: line, column and its description only.
+
+    ``str(exc)`` quotes the offending line (a snippet with a caret under it), and that line may be
+    the ``api_key:`` one: the snippet is never shown.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"not valid YAML ({type(exc).__name__})"
+    problem = exc.problem or exc.context or "syntax error"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    started = ""
+    if exc.context and exc.problem and exc.context_mark is not None:
+        start = exc.context_mark
+        started = f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
+    return f"not valid YAML: {where}{problem}{started}"
 
 
 MASK = "**********"
