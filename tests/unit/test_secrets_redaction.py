@@ -24,6 +24,7 @@ from consumer.app import App
 from consumer.cli import main
 from consumer.config import load_settings
 from consumer.redaction import Redactor, mask_url_credentials, secret_forms
+from consumer.sources import kafka
 from tests.support.images import b64, png_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,6 +211,19 @@ def test_secret_forms_are_computed_once_per_secret() -> None:
     Redactor([API_KEY])
     info = secret_forms.cache_info()
     assert info.misses == 1 and info.hits == 1
+
+
+def test_kafka_errors_and_logged_settings_hide_every_form_of_the_sasl_password() -> None:
+    settings = {
+        "sasl.password": SASL_PASSWORD,
+        "sasl.oauthbearer.config": "scope=x",
+        "proxy.url": "https://client:idp-secret-5@idp.example/token",
+    }
+    for form in _forms_by_hand(SASL_PASSWORD):
+        assert form not in kafka.redact(f"broker said: {form}", settings)
+    masked = str(kafka.mask_settings(settings))
+    assert SASL_PASSWORD not in masked and "idp-secret-5" not in masked
+    assert "https://client:****@idp.example/token" in masked
 
 
 class _EchoingStore(BaseHTTPRequestHandler):
