@@ -4,6 +4,8 @@ Precedence, highest first: environment variables (``VEC_`` prefix, ``__`` betwee
 ``VEC_SINK__CLOUD__API_KEY``), files in ``secrets_dir`` (Kubernetes secret mounts), the YAML file
 given with ``--config``, the defaults below. ``ROBOFLOW_API_KEY`` is also read for the cloud key.
 Secrets are ``SecretStr``: they print as ``**********`` everywhere, ``check-config`` included.
+``check-config`` also masks every ``extra_headers`` value and URL passwords (``user:****@``);
+a YAML syntax error is reported by line and column, never with the line's content.
 """
 
 from __future__ import annotations
