@@ -231,7 +231,9 @@ class _EchoingStore(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        key = self.headers.get("X-API-Key", "")
+        # The Event Store's key, or the cloud's Bearer key and a proxy credential header.
+        bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        key = self.headers.get("X-API-Key") or f"{bearer} {self.headers.get('X-Proxy-Auth', '')}"
         raw = key.encode()
         detail = (
             f"bad key {quote(key, safe='')} / {quote_plus(key)} / "
@@ -277,15 +279,24 @@ def _one_alert(tmp_path: Path) -> Path:
     return source
 
 
+@pytest.mark.parametrize("sink", ["local", "cloud"])
 def test_run_keeps_an_echoed_key_out_of_logs_and_dead_letters(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], echoing_store: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], echoing_store: str, sink: str
 ) -> None:
     source = _one_alert(tmp_path)
     dead_letters = tmp_path / "dead.jsonl"
     settings = {
         "routes": str(ROUTES),
         "source": {"type": "file", "file": {"path": str(source)}},
-        "sink": {"type": "local", "local": {"url": echoing_store, "api_key": API_KEY}},
+        "sink": {
+            "type": sink,
+            "local": {"url": echoing_store, "api_key": API_KEY},
+            "cloud": {
+                "base_url": echoing_store,
+                "api_key": API_KEY,
+                "extra_headers": {"X-Proxy-Auth": HEADER_VALUE},
+            },
+        },
         "dead_letter": {"type": "jsonl", "jsonl": {"path": str(dead_letters)}},
         "log": {"level": "DEBUG"},
         "http": {"port": 0},
@@ -294,10 +305,10 @@ def test_run_keeps_an_echoed_key_out_of_logs_and_dead_letters(
     assert main(["run", "--config", str(config)]) == 0
     records = [orjson.loads(raw) for raw in dead_letters.read_bytes().splitlines()]
     assert len(records) == 1
-    assert records[0]["reason"] == "api_rejected"
+    assert records[0]["reason"] == ("api_rejected" if sink == "local" else "image_rejected")
     assert "bad key" in dead_letters.read_text()  # the server's explanation is kept, key masked
-    assert _leaks(dead_letters.read_text(), API_KEY) == []
-    assert _leaks(capsys.readouterr().err, API_KEY) == []
+    assert _leaks(dead_letters.read_text(), API_KEY, HEADER_VALUE) == []
+    assert _leaks(capsys.readouterr().err, API_KEY, HEADER_VALUE) == []
 
 
 # ------------------------------------------------------------------ 5. metrics labels
