@@ -20,13 +20,21 @@ import orjson
 import yaml
 
 from consumer.app import App, check_runnable
-from consumer.config import ImagesConfig, LimitsConfig, Settings, load_settings, masked_settings
+from consumer.config import (
+    ImagesConfig,
+    LimitsConfig,
+    Settings,
+    load_settings,
+    masked_settings,
+    settings_secrets,
+)
 from consumer.demo import run_demo
 from consumer.errors import ConfigError, ConsumerError, MessageError
 from consumer.fakeapi import serve
 from consumer.logs import configure_logging
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer, Skipped
+from consumer.redaction import Redactor, mask_url_credentials
 from consumer.replay import ReplayFilter, ReplaySource, dry_run
 from consumer.replay_origins import open_origin
 from consumer.routing import load_routes
@@ -51,7 +59,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     """Consume and deliver until the input ends or SIGTERM."""
     settings = _settings_from(args)
-    configure_logging(settings.log.level, settings.log.format)
+    configure_logging(settings.log.level, settings.log.format, Redactor(settings_secrets(settings)))
     result = asyncio.run(App(settings).run())
     return EXIT_OK if result.clean else EXIT_FAILED
 
@@ -102,7 +110,7 @@ def cmd_validate_message(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-drive dead-letter records through the pipeline (or show what would happen)."""
     settings = _settings_from(args)
-    configure_logging(settings.log.level, settings.log.format)
+    configure_logging(settings.log.level, settings.log.format, Redactor(settings_secrets(settings)))
     selection = ReplayFilter(frozenset(args.reason or ()))
     origin = open_origin(args.origin, settings, idle_seconds=args.idle_seconds)
     if args.dry_run:
@@ -217,10 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
-        sys.stderr.write(f"configuration error: {exc}\n")
+        # URL passwords are masked here too: an error may quote a setting the user wrote.
+        sys.stderr.write(f"configuration error: {mask_url_credentials(str(exc))}\n")
         return EXIT_USAGE
     except ConsumerError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {mask_url_credentials(str(exc))}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED

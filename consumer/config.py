@@ -4,6 +4,8 @@ Precedence, highest first: environment variables (``VEC_`` prefix, ``__`` betwee
 ``VEC_SINK__CLOUD__API_KEY``), files in ``secrets_dir`` (Kubernetes secret mounts), the YAML file
 given with ``--config``, the defaults below. ``ROBOFLOW_API_KEY`` is also read for the cloud key.
 Secrets are ``SecretStr``: they print as ``**********`` everywhere, ``check-config`` included.
+``check-config`` also masks every ``extra_headers`` value and URL passwords (``user:****@``);
+a YAML syntax error is reported by line and column, never with the line's content.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -21,6 +23,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from consumer.contract import MAX_BATCH_EVENTS
 from consumer.errors import ConfigError
+from consumer.redaction import MASK as _MASK
+from consumer.redaction import mask_url_credentials, url_password
 
 REGION_BASE_URLS = {"us": "https://api.roboflow.com", "eu": "https://api.roboflow.eu"}
 
@@ -395,9 +399,17 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
     data: dict[str, Any] = {}
     if config_file is not None:
         try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+            text = config_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(f"cannot read config file {config_file}: {reason}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: not UTF-8 ({exc.reason})") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            # Not chained: the parser's own message quotes the offending line, secret included.
+            raise ConfigError(f"cannot read config file {config_file}: {yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {config_file} must hold a mapping at the top level")
         data = loaded
@@ -419,17 +431,39 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
-MASK = "**********"
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what the YAML parser found wrong: line, column and its description only.
+
+    ``str(exc)`` quotes the offending line (a snippet with a caret under it), and that line may be
+    the ``api_key:`` one: the snippet is never shown.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"not valid YAML ({type(exc).__name__})"
+    problem = exc.problem or exc.context or "syntax error"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    started = ""
+    if exc.context and exc.problem and exc.context_mark is not None:
+        start = exc.context_mark
+        started = f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
+    return f"not valid YAML: {where}{problem}{started}"
+
+
+MASK: Final = _MASK
 # Free-form maps (librdkafka settings, extra headers) can carry secrets under these names.
 _SECRET_KEY = re.compile(
     r"password|secret|jaas|token|credential|authorization|api[_.-]?key|\.pem", re.IGNORECASE
 )
+# Maps whose every value is masked, whatever its key: any request header can carry a credential
+# (``X-Proxy-Auth``, ``X-Tenant-Token``...), and no name list can know them all.
+_MASKED_MAPS: Final = frozenset({"extra_headers"})
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, secrets replaced by ``**********``.
 
-    SecretStr fields mask themselves; values in free-form maps are masked by key name.
+    SecretStr fields mask themselves; every ``extra_headers`` value is masked; values in other
+    free-form maps are masked by key name; URLs show ``user:****@host``.
     """
     masked: dict[str, Any] = _mask_free_form(settings.model_dump(mode="json"))
     return masked
@@ -437,12 +471,48 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
 
 def _mask_free_form(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            key: MASK
-            if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None
-            else _mask_free_form(item)
-            for key, item in value.items()
-        }
+        return {key: _mask_entry(key, item) for key, item in value.items()}
     if isinstance(value, list):
         return [_mask_free_form(item) for item in value]
+    if isinstance(value, str):
+        return mask_url_credentials(value)
     return value
+
+
+def _mask_entry(key: Any, item: Any) -> Any:
+    if key in _MASKED_MAPS and isinstance(item, dict):
+        return dict.fromkeys(item, MASK)
+    if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None:
+        return MASK
+    return _mask_free_form(item)
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret the settings hold, for redaction: keys, passwords, header values, URL passwords."""
+    secrets = [
+        secret.get_secret_value()
+        for secret in (
+            settings.sink.cloud.api_key,
+            settings.sink.local.api_key,
+            settings.source.mqtt.password,
+            settings.source.kafka.sasl_password,
+            settings.dead_letter.kafka.sasl_password,
+        )
+        if secret is not None
+    ]
+    secrets.extend(settings.sink.cloud.extra_headers.values())
+    for free_form in (settings.source.kafka.settings, settings.dead_letter.kafka.settings):
+        secrets.extend(str(v) for k, v in free_form.items() if _SECRET_KEY.search(k))
+    for value in _strings(settings.model_dump(mode="json")):
+        password = url_password(value)
+        if password is not None:
+            secrets.append(password)
+    return [secret for secret in secrets if secret]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return [value] if isinstance(value, str) else []

@@ -38,6 +38,7 @@ from consumer.contract import MAX_BATCH_EVENTS
 from consumer.errors import Reason, RejectedError
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
+from consumer.redaction import expand_secrets
 from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.sinks.http import HttpSink
 from consumer.sinks.images import CloudImages
@@ -92,8 +93,8 @@ class CloudSink(HttpSink):
         headers = httpx.Headers(config.extra_headers)
         if api_key:
             headers.setdefault("Authorization", f"Bearer {api_key}")
-        secrets = [api_key, headers.get("Authorization", "")]
-        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        # Every header value may be a credential (X-Proxy-Auth...): all are redacted, in every form.
+        self._secrets = expand_secrets([api_key, *headers.values()])
         upload_headers = headers.copy()
         upload_headers.pop("Content-Type", None)  # httpx sets the multipart boundary
         self._headers = headers.copy()

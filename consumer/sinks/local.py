@@ -24,6 +24,7 @@ from consumer.config import ImagesConfig, LocalSinkConfig, RetryConfig
 from consumer.errors import Reason, RejectedError
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
+from consumer.redaction import expand_secrets
 from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.sinks.http import HttpSink
 from consumer.sinks.images import LocalImages, ResolvedEvent
@@ -56,7 +57,7 @@ class LocalSink(HttpSink):
         api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
         if api_key:
             self._headers["X-API-Key"] = api_key
-        self._secrets = (api_key,) if api_key else ()
+        self._secrets = expand_secrets([api_key])
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self.policy = RetryPolicy(retry, metrics, self.name, sleep=sleep, clock=clock, rng=rng)
         self.images = LocalImages(images, self._client, self.policy, metrics, concurrency=config.concurrency)

@@ -50,6 +50,7 @@ from consumer.errors import ConfigError, ConsumerError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
+from consumer.redaction import expand_secrets, mask_url_credentials
 from consumer.sources.acks import OrderedAcks
 
 log = logging.getLogger(__name__)
@@ -89,20 +90,31 @@ def is_security_setting(key: str) -> bool:
 
 
 def mask_settings(settings: Mapping[str, object]) -> dict[str, object]:
-    """A copy safe to log: secret values replaced by ``**********``, callbacks left out."""
+    """A copy safe to log: secret values replaced by ``**********``, URL passwords by ``****``.
+
+    Callbacks are left out.
+    """
     return {
-        key: MASK if is_secret_setting(key) else value
+        key: MASK if is_secret_setting(key) else _mask_value(value)
         for key, value in settings.items()
         if isinstance(value, str | int | float | bool)
     }
 
 
+def _mask_value(value: object) -> object:
+    return mask_url_credentials(value) if isinstance(value, str) else value
+
+
 def redact(text: str, settings: Mapping[str, object]) -> str:
-    """``text`` with every secret value of ``settings`` replaced by ``**********``."""
-    for key, value in settings.items():
-        if is_secret_setting(key) and isinstance(value, str) and value:
-            text = text.replace(value, MASK)
-    return text
+    """``text`` with every form of every secret value of ``settings`` replaced by ``**********``.
+
+    Raw, URL-encoded and base64 forms (``consumer.redaction``, computed once per secret), and
+    URL passwords. Used on error paths only.
+    """
+    secrets = [value for key, value in settings.items() if is_secret_setting(key) and isinstance(value, str)]
+    for form in expand_secrets(secrets):
+        text = text.replace(form, MASK)
+    return mask_url_credentials(text)
 
 
 def consumer_settings(config: KafkaSourceConfig) -> Settings:

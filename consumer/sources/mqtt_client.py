@@ -1,8 +1,8 @@
 """What the MQTT source and the MQTT dead-letter writer share: broker URL, TLS, credentials, paho client.
 
 Everything here runs at start-up and raises :class:`consumer.errors.ConfigError` for settings that
-can never work (a bad URL, missing certificate files). Errors name the broker by scheme, host and
-port only: a URL's user-info part, where a password could hide, is never echoed.
+can never work (a bad URL, missing certificate files). Errors show a URL's password as ``****``
+(``mqtt://user:****@host:1883``): it is never echoed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from consumer.config import MqttSourceConfig, TlsConfig
 from consumer.errors import ConfigError
+from consumer.redaction import mask_url_credentials
 
 _DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 
@@ -67,14 +68,15 @@ def parse_mqtt_url(url: str, *, tls: bool = False) -> BrokerAddress:
 
 
 def _safe(url: str) -> str:
-    """The URL without any user-info part, for error messages."""
-    scheme, sep, rest = url.strip().partition("://")
-    if not sep:
+    """The URL with its password shown as ``****`` (``user:****@host``), for error messages.
+
+    Everything up to the last ``@`` counts as user-info, so a password holding a ``/`` (which
+    breaks URL parsing) is still masked.
+    """
+    url = url.strip()
+    if "://" not in url:
         return url[:200] if "@" not in url else "<redacted>"
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}://{authority}{slash}{tail}"[:200]
+    return mask_url_credentials(url)[:200]
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
