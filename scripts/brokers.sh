@@ -210,6 +210,13 @@ start_mqtt() {
     local keep="$1" t0 deadline
     t0="$(now)"
     if mqtt_running; then
+        # A broker started earlier with other settings (say the default queue limit of 1000, where
+        # the tests need more) would lose messages in ways no test names: refuse to reuse it.
+        local running_queue
+        running_queue="$(awk '$1 == "max_queued_messages" { print $2 }' "$MQTT_DIR/mosquitto.conf")"
+        if [[ "$running_queue" != "$MQTT_MAX_QUEUED_MESSAGES" ]]; then
+            die "mqtt: the running broker (pid $(<"$MQTT_DIR/mosquitto.pid"), state $MQTT_DIR) has max_queued_messages $running_queue, $MQTT_MAX_QUEUED_MESSAGES wanted; stop it first (MQTT_PORT=$MQTT_PORT BROKERS_STATE=$STATE scripts/brokers.sh stop-mqtt)"
+        fi
         say "mqtt: already running (pid $(<"$MQTT_DIR/mosquitto.pid")) on mqtt://$HOST:$MQTT_PORT"
         return 0
     fi
