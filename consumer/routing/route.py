@@ -46,6 +46,7 @@ class MessageFormat(StrEnum):
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
+    FRIGATE = "frigate"
 
 
 class NoImagePolicy(StrEnum):
