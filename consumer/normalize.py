@@ -45,6 +45,7 @@ _RAW_FORMATS = {
     MessageFormat.ULTRALYTICS: PredictionFormat.ULTRALYTICS,
     MessageFormat.DEEPSTREAM: PredictionFormat.DEEPSTREAM,
     MessageFormat.FRIGATE: PredictionFormat.FRIGATE,
+    MessageFormat.AXIS: PredictionFormat.AXIS,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from consumer.errors import FormatError, Reason
+from consumer.formats.axis import convert_axis
 from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions, ModelOutput, PredictionFormat
 from consumer.formats.deepstream import convert_deepstream
 from consumer.formats.detect import detect_format
@@ -68,4 +69,6 @@ def _convert(
         return convert_deepstream(value, path, options)
     if fmt is PredictionFormat.FRIGATE:
         return convert_frigate(value, path, options)
+    if fmt is PredictionFormat.AXIS:
+        return convert_axis(value, path, options)
     return convert_ultralytics(value, path)

@@ -35,6 +35,7 @@ class PredictionFormat(StrEnum):
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
     FRIGATE = "frigate"
+    AXIS = "axis"
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from consumer.envelope import ENVELOPE_MARKERS
+from consumer.formats.axis import is_axis
 from consumer.formats.common import PredictionFormat
 from consumer.formats.deepstream import is_deepstream
 from consumer.formats.frigate import is_frigate
@@ -49,17 +50,15 @@ def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
 def marked_edge_format(value: dict[str, Any]) -> PredictionFormat | None:
     """The edge-stack format of a message that has an envelope field name among its keys, or None.
 
-    Frigate tracked-object updates carry a top-level ``timestamp``, which alone would make them read
-    as an envelope. Their shape is specific enough to tell; a document with any other envelope
-    field, or without the shape, stays an envelope.
+    Frigate tracked-object updates and Axis v1 frames carry a top-level ``timestamp``, which alone
+    would make them read as an envelope. Their shape is specific enough to tell; a document with any
+    other envelope field, or without the shape, stays an envelope.
     """
-    if "type" not in value:
-        return None  # the usual envelope, decided in one lookup
+    if "type" not in value and "channel_id" not in value:
+        return None  # the usual envelope, decided in two lookups
     if "timestamp" not in value or len(ENVELOPE_MARKERS.intersection(value)) != 1:
         return None
-    if is_frigate(value):
-        return PredictionFormat.FRIGATE
-    return None
+    return _edge_format(value)
 
 
 def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
@@ -87,6 +86,8 @@ def _edge_format(value: dict[str, Any]) -> PredictionFormat | None:
         return PredictionFormat.DEEPSTREAM
     if is_frigate(value):
         return PredictionFormat.FRIGATE
+    if is_axis(value):
+        return PredictionFormat.AXIS
     return None
 
 

@@ -47,6 +47,7 @@ class MessageFormat(StrEnum):
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
     FRIGATE = "frigate"
+    AXIS = "axis"
 
 
 class NoImagePolicy(StrEnum):

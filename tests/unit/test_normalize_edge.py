@@ -134,3 +134,31 @@ def test_frigate_count_topic_becomes_an_item_count_only_where_the_route_names_fr
     with pytest.raises(MessageError) as info:
         table.normalize(message("auto/front_door/person", b"2"))
     assert info.value.reason is Reason.NOT_AN_OBJECT
+
+
+AXIS_ROUTES = """
+routes:
+  - name: axis
+    match: "axis/{camera}/#"
+    format: FMT
+    event_type: custom
+    use_case: scene
+    fields:
+      custom_value: frame
+"""
+
+
+def test_axis_v1_frame_is_detected_despite_its_timestamp_and_needs_an_image_size() -> None:
+    captured = (datetime.now(UTC) - timedelta(minutes=3)).replace(microsecond=320111)
+    payload: dict[str, Any] = json.loads((FIXTURES / "axis_scene_frame_v1.json").read_text())
+    payload["timestamp"] = captured.isoformat().replace("+00:00", "Z")
+    for fmt in ("axis", "auto"):
+        table = normalizer(AXIS_ROUTES.replace("FMT", fmt))
+        # Normalized boxes and no image size from the message or the route: refused, never half-converted.
+        with pytest.raises(MessageError) as info:
+            table.normalize(message("axis/cam1/frame", payload))
+        assert info.value.reason is Reason.INVALID_PREDICTIONS
+        assert info.value.path == "detections[0].bounding_box"
+        event = _event(table.normalize(message("axis/cam1/frame", {**payload, "detections": []})))
+        assert event.timestamp == captured
+        assert event.stream_id == "1"
