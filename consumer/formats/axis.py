@@ -113,7 +113,9 @@ def _track_id(value: Any, path: str) -> str | None:
 def _observation(obj: dict[str, Any], path: str, options: ConvertOptions, collected: Collected) -> None:
     """The object's box, scaled to pixels with the route's image size (R2)."""
     class_path = join(path, "class")
-    details = mapping(obj.get("class"), class_path)
+    raw_class = obj.get("class")
+    # An object the tracker has not classified yet has no class: "unknown", as for every format.
+    details = {} if raw_class is None else mapping(raw_class, class_path)
     label = class_name(details.get("type"), join(class_path, "type"))
     confidence = edge_confidence(details.get("score"), join(class_path, "score"), options)
     box_path = join(path, "bounding_box")

@@ -117,6 +117,15 @@ def test_missing_score_is_zero_or_the_route_default_and_untracked_objects_are_le
     )
 
 
+def test_an_unclassified_object_is_an_unknown_box() -> None:
+    message = _load("axis_scene_beta.json")
+    del message["frame"]["observations"][1]["class"]
+    out = convert_predictions(message, AXIS, path="", options=FULL_HD)
+    assert out.annotations["objectDetections"][1]["class"] == "unknown"
+    assert out.annotations["objectDetections"][1]["confidence"] == 0.0
+    assert len(out.annotations["classifications"]) == 2
+
+
 def _set(path: list[Any], value: Any) -> Any:
     def mutate(message: dict[str, Any]) -> None:
         target = message
