@@ -22,6 +22,9 @@ from consumer.decode import decode_message
 from consumer.envelope import ENVELOPE_MARKERS, ImageInput, envelope_fields
 from consumer.errors import FormatError, MessageError, Reason, RouteError, ValidationError
 from consumer.formats import ModelOutput, PredictionFormat, convert_predictions, detect_format
+from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions
+from consumer.formats.detect import marked_edge_format
+from consumer.formats.frigate import count_payload
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
 from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
@@ -41,6 +44,8 @@ _RAW_FORMATS = {
     MessageFormat.WORKFLOW: PredictionFormat.WORKFLOW,
     MessageFormat.ULTRALYTICS: PredictionFormat.ULTRALYTICS,
     MessageFormat.DEEPSTREAM: PredictionFormat.DEEPSTREAM,
+    MessageFormat.FRIGATE: PredictionFormat.FRIGATE,
+    MessageFormat.AXIS: PredictionFormat.AXIS,
 }
 
 
@@ -188,16 +193,22 @@ class Normalizer:
                 return Skipped(SkipReason.UNROUTED, "unrouted")
             raise RouteError(Reason.NO_ROUTE, f"no route matches topic {message.topic!r}")
         route, captures = found
-        document = decode_message(
-            message.payload, max_bytes=self._limits.max_message_bytes, max_depth=self._limits.max_json_depth
-        )
+        # A Frigate count topic's payload is a bare number, which only a route naming the format reads.
+        count = count_payload(message.payload) if route.format is MessageFormat.FRIGATE else None
+        document: Any = count
+        if count is None:
+            document = decode_message(
+                message.payload,
+                max_bytes=self._limits.max_message_bytes,
+                max_depth=self._limits.max_json_depth,
+            )
         context: dict[str, Any] = {"topic": message.topic, **captures}
         draft = self._collect(route, document, context)
         return self._build(route, message, draft, context)
 
     # -- collecting values ---------------------------------------------------------------------------
 
-    def _collect(self, route: Route, document: dict[str, Any] | list[Any], context: dict[str, Any]) -> _Draft:
+    def _collect(self, route: Route, document: Any, context: dict[str, Any]) -> _Draft:
         plan = self._plan_of(route)
         values: dict[str, Any] = {}
         for name, get in plan.fields:
@@ -237,7 +248,11 @@ class Normalizer:
             if predictions is not None:
                 output = convert_predictions(predictions, PredictionFormat.AUTO, path="predictions")
         else:
-            output = convert_predictions(document, _RAW_FORMATS[fmt], path="")
+            # Frigate count topics name their camera and object only in the topic.
+            options = (
+                ConvertOptions(topic=context["topic"]) if fmt is MessageFormat.FRIGATE else DEFAULT_OPTIONS
+            )
+            output = convert_predictions(document, _RAW_FORMATS[fmt], path="", options=options)
             message_set = _take_message_fields(output, values, metadata)
         return _Draft(event_type, use_case, values, metadata, output, message_set)
 
@@ -250,7 +265,8 @@ class Normalizer:
     @staticmethod
     def _detect(document: dict[str, Any] | list[Any]) -> MessageFormat:
         if isinstance(document, dict) and not ENVELOPE_MARKERS.isdisjoint(document):
-            return MessageFormat.ENVELOPE
+            edge = marked_edge_format(document)
+            return MessageFormat.ENVELOPE if edge is None else MessageFormat(edge.value)
         detected = detect_format(document)
         if detected is None:
             raise FormatError(

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from consumer.errors import FormatError, Reason
+from consumer.formats.axis import convert_axis
 from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions, ModelOutput, PredictionFormat
 from consumer.formats.deepstream import convert_deepstream
 from consumer.formats.detect import detect_format
+from consumer.formats.frigate import convert_frigate
 from consumer.formats.roboflow import convert_roboflow
 from consumer.formats.ultralytics import convert_ultralytics
 from consumer.formats.workflows import convert_workflow
@@ -65,4 +67,8 @@ def _convert(
         return convert_workflow(value, path)
     if fmt is PredictionFormat.DEEPSTREAM:
         return convert_deepstream(value, path, options)
+    if fmt is PredictionFormat.FRIGATE:
+        return convert_frigate(value, path, options)
+    if fmt is PredictionFormat.AXIS:
+        return convert_axis(value, path, options)
     return convert_ultralytics(value, path)

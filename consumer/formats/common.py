@@ -34,6 +34,8 @@ class PredictionFormat(StrEnum):
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
+    FRIGATE = "frigate"
+    AXIS = "axis"
 
 
 @dataclass(slots=True)
@@ -66,11 +68,15 @@ class ConvertOptions:
 
     ``image_width`` / ``image_height`` turn normalized coordinates into pixels when the message
     states no size of its own; ``default_confidence`` replaces a missing confidence (never a present one).
+    ``topic`` is the message's topic, for formats that name things only there (Frigate count topics);
+    ``frigate_snapshot`` picks the box of Frigate's event snapshot frame over the live one (decision Q4).
     """
 
     image_width: int | None = None
     image_height: int | None = None
     default_confidence: float | None = None
+    topic: str | None = None
+    frigate_snapshot: bool = False
 
 
 DEFAULT_OPTIONS: Final = ConvertOptions()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from consumer.envelope import ENVELOPE_MARKERS
+from consumer.formats.axis import is_axis
 from consumer.formats.common import PredictionFormat
 from consumer.formats.deepstream import is_deepstream
+from consumer.formats.frigate import is_frigate
 from consumer.formats.workflows import first_present, is_response_outputs, is_serialized
 
 
@@ -45,11 +47,26 @@ def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
     return None
 
 
+def marked_edge_format(value: dict[str, Any]) -> PredictionFormat | None:
+    """The edge-stack format of a message that has an envelope field name among its keys, or None.
+
+    Frigate tracked-object updates and Axis v1 frames carry a top-level ``timestamp``, which alone
+    would make them read as an envelope. Their shape is specific enough to tell; a document with any
+    other envelope field, or without the shape, stays an envelope.
+    """
+    if "type" not in value and "channel_id" not in value:
+        return None  # the usual envelope, decided in two lookups
+    if "timestamp" not in value or len(ENVELOPE_MARKERS.intersection(value)) != 1:
+        return None
+    return _edge_format(value)
+
+
 def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
     if not ENVELOPE_MARKERS.isdisjoint(value):
-        return None
-    if is_deepstream(value):
-        return PredictionFormat.DEEPSTREAM
+        return marked_edge_format(value)
+    edge = _edge_format(value)
+    if edge is not None:
+        return edge
     outputs = value.get("outputs")
     if isinstance(outputs, list) and is_response_outputs(outputs):
         return PredictionFormat.WORKFLOW
@@ -61,6 +78,17 @@ def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
     ):
         return _roboflow_or_workflow(value)
     return PredictionFormat.WORKFLOW if _has_serialized_output(value) else None
+
+
+def _edge_format(value: dict[str, Any]) -> PredictionFormat | None:
+    """An edge-stack message (DeepStream, Frigate...), told by keys no model output has."""
+    if is_deepstream(value):
+        return PredictionFormat.DEEPSTREAM
+    if is_frigate(value):
+        return PredictionFormat.FRIGATE
+    if is_axis(value):
+        return PredictionFormat.AXIS
+    return None
 
 
 def _holds_outputs(predictions: Any) -> bool:

@@ -46,6 +46,8 @@ class MessageFormat(StrEnum):
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
+    FRIGATE = "frigate"
+    AXIS = "axis"
 
 
 class NoImagePolicy(StrEnum):
