@@ -41,6 +41,7 @@ _RAW_FORMATS = {
     MessageFormat.WORKFLOW: PredictionFormat.WORKFLOW,
     MessageFormat.ULTRALYTICS: PredictionFormat.ULTRALYTICS,
     MessageFormat.DEEPSTREAM: PredictionFormat.DEEPSTREAM,
+    MessageFormat.DEEPSTREAM_MINIMAL: PredictionFormat.DEEPSTREAM_MINIMAL,
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from consumer.errors import FormatError, Reason
 from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions, ModelOutput, PredictionFormat
 from consumer.formats.deepstream import convert_deepstream
+from consumer.formats.deepstream_minimal import convert_deepstream_minimal
 from consumer.formats.detect import detect_format
 from consumer.formats.roboflow import convert_roboflow
 from consumer.formats.ultralytics import convert_ultralytics
@@ -65,4 +66,6 @@ def _convert(
         return convert_workflow(value, path)
     if fmt is PredictionFormat.DEEPSTREAM:
         return convert_deepstream(value, path, options)
+    if fmt is PredictionFormat.DEEPSTREAM_MINIMAL:
+        return convert_deepstream_minimal(value, path, options)
     return convert_ultralytics(value, path)

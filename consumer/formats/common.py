@@ -34,6 +34,7 @@ class PredictionFormat(StrEnum):
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
+    DEEPSTREAM_MINIMAL = "deepstream_minimal"
 
 
 @dataclass(slots=True)

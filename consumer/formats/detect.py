@@ -7,6 +7,7 @@ from typing import Any
 from consumer.envelope import ENVELOPE_MARKERS
 from consumer.formats.common import PredictionFormat
 from consumer.formats.deepstream import is_deepstream
+from consumer.formats.deepstream_minimal import is_deepstream_minimal
 from consumer.formats.workflows import first_present, is_response_outputs, is_serialized
 
 
@@ -48,8 +49,9 @@ def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
 def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
     if not ENVELOPE_MARKERS.isdisjoint(value):
         return None
-    if is_deepstream(value):
-        return PredictionFormat.DEEPSTREAM
+    edge = _edge_format(value)
+    if edge is not None:
+        return edge
     outputs = value.get("outputs")
     if isinstance(outputs, list) and is_response_outputs(outputs):
         return PredictionFormat.WORKFLOW
@@ -61,6 +63,15 @@ def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
     ):
         return _roboflow_or_workflow(value)
     return PredictionFormat.WORKFLOW if _has_serialized_output(value) else None
+
+
+def _edge_format(value: dict[str, Any]) -> PredictionFormat | None:
+    """Which edge-stack message ``value`` is (DeepStream...), or None: each is told by its own keys."""
+    if is_deepstream(value):
+        return PredictionFormat.DEEPSTREAM
+    if is_deepstream_minimal(value):
+        return PredictionFormat.DEEPSTREAM_MINIMAL
+    return None
 
 
 def _holds_outputs(predictions: Any) -> bool:

@@ -46,6 +46,7 @@ class MessageFormat(StrEnum):
     WORKFLOW = "workflow"
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
+    DEEPSTREAM_MINIMAL = "deepstream_minimal"
 
 
 class NoImagePolicy(StrEnum):

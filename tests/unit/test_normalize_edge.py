@@ -54,3 +54,30 @@ def test_deepstream_event_id_follows_the_publisher_message_id() -> None:
     other = _event(normalizer(table).normalize(message("deepstream/cam", {**payload, "messageid": "m-2"})))
     assert first.event_id == again.event_id
     assert first.event_id != other.event_id
+
+
+MINIMAL_ROUTES = """
+routes:
+  - name: deepstream-minimal
+    match: "deepstream/{camera}"
+    format: FMT
+    event_type: custom
+    use_case: traffic
+    fields:
+      custom_value: frame
+"""
+
+
+def test_deepstream_minimal_fields_reach_the_event_by_route_format_and_by_detection() -> None:
+    captured = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=15000)
+    payload: dict[str, Any] = json.loads((FIXTURES / "deepstream_minimal_eventmsg_vehicle.json").read_text())
+    payload["@timestamp"] = captured.isoformat().replace("+00:00", "Z")
+    for fmt in ("deepstream_minimal", "auto"):
+        table = MINIMAL_ROUTES.replace("FMT", fmt)
+        event = _event(normalizer(table).normalize(message("deepstream/cam", payload)))
+        assert event.timestamp == captured
+        assert event.stream_id == "sensor-0"
+        assert event.event_data == {"value": "frame"}  # the frame number is no external id
+        assert event.custom_metadata["frame_id"] == "957"
+        assert event.custom_metadata["tracking_ids"] == "957"
+        assert event.custom_metadata["obj0_license"] == "CA 444"
