@@ -22,6 +22,7 @@ from consumer.decode import decode_message
 from consumer.envelope import ENVELOPE_MARKERS, ImageInput, envelope_fields
 from consumer.errors import FormatError, MessageError, Reason, RouteError, ValidationError
 from consumer.formats import ModelOutput, PredictionFormat, convert_predictions, detect_format
+from consumer.formats.detect import marked_edge_format
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
 from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
@@ -42,6 +43,7 @@ _RAW_FORMATS = {
     MessageFormat.ULTRALYTICS: PredictionFormat.ULTRALYTICS,
     MessageFormat.DEEPSTREAM: PredictionFormat.DEEPSTREAM,
     MessageFormat.DEEPSTREAM_MINIMAL: PredictionFormat.DEEPSTREAM_MINIMAL,
+    MessageFormat.DLSTREAMER: PredictionFormat.DLSTREAMER,
 }
 
 
@@ -251,7 +253,8 @@ class Normalizer:
     @staticmethod
     def _detect(document: dict[str, Any] | list[Any]) -> MessageFormat:
         if isinstance(document, dict) and not ENVELOPE_MARKERS.isdisjoint(document):
-            return MessageFormat.ENVELOPE
+            edge = marked_edge_format(document)
+            return MessageFormat.ENVELOPE if edge is None else MessageFormat(edge.value)
         detected = detect_format(document)
         if detected is None:
             raise FormatError(

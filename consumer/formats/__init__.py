@@ -14,6 +14,7 @@ from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions, ModelOutput
 from consumer.formats.deepstream import convert_deepstream
 from consumer.formats.deepstream_minimal import convert_deepstream_minimal
 from consumer.formats.detect import detect_format
+from consumer.formats.dlstreamer import convert_dlstreamer
 from consumer.formats.roboflow import convert_roboflow
 from consumer.formats.ultralytics import convert_ultralytics
 from consumer.formats.workflows import convert_workflow
@@ -68,4 +69,6 @@ def _convert(
         return convert_deepstream(value, path, options)
     if fmt is PredictionFormat.DEEPSTREAM_MINIMAL:
         return convert_deepstream_minimal(value, path, options)
+    if fmt is PredictionFormat.DLSTREAMER:
+        return convert_dlstreamer(value, path, options)
     return convert_ultralytics(value, path)

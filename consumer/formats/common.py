@@ -35,6 +35,7 @@ class PredictionFormat(StrEnum):
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
     DEEPSTREAM_MINIMAL = "deepstream_minimal"
+    DLSTREAMER = "dlstreamer"
 
 
 @dataclass(slots=True)

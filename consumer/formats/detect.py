@@ -8,6 +8,7 @@ from consumer.envelope import ENVELOPE_MARKERS
 from consumer.formats.common import PredictionFormat
 from consumer.formats.deepstream import is_deepstream
 from consumer.formats.deepstream_minimal import is_deepstream_minimal
+from consumer.formats.dlstreamer import is_dlstreamer
 from consumer.formats.workflows import first_present, is_response_outputs, is_serialized
 
 
@@ -46,9 +47,25 @@ def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
     return None
 
 
+def marked_edge_format(value: dict[str, Any]) -> PredictionFormat | None:
+    """The edge-stack format of a message that has an envelope field name among its keys, or None.
+
+    DL Streamer frames carry a top-level ``timestamp`` (stream time), which alone would make them
+    read as an envelope. Their shape is specific enough to tell; a document with any other envelope
+    field, or without the shape, stays an envelope.
+    """
+    if "timestamp" not in value or ("objects" not in value and "streams" not in value):
+        return None  # the usual envelope, decided in two lookups
+    if len(ENVELOPE_MARKERS.intersection(value)) != 1:
+        return None
+    if is_dlstreamer(value):
+        return PredictionFormat.DLSTREAMER
+    return None
+
+
 def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
     if not ENVELOPE_MARKERS.isdisjoint(value):
-        return None
+        return marked_edge_format(value)
     edge = _edge_format(value)
     if edge is not None:
         return edge
@@ -71,6 +88,8 @@ def _edge_format(value: dict[str, Any]) -> PredictionFormat | None:
         return PredictionFormat.DEEPSTREAM
     if is_deepstream_minimal(value):
         return PredictionFormat.DEEPSTREAM_MINIMAL
+    if is_dlstreamer(value):
+        return PredictionFormat.DLSTREAMER
     return None
 
 

@@ -47,6 +47,7 @@ class MessageFormat(StrEnum):
     ULTRALYTICS = "ultralytics"
     DEEPSTREAM = "deepstream"
     DEEPSTREAM_MINIMAL = "deepstream_minimal"
+    DLSTREAMER = "dlstreamer"
 
 
 class NoImagePolicy(StrEnum):

@@ -81,3 +81,57 @@ def test_deepstream_minimal_fields_reach_the_event_by_route_format_and_by_detect
         assert event.custom_metadata["frame_id"] == "957"
         assert event.custom_metadata["tracking_ids"] == "957"
         assert event.custom_metadata["obj0_license"] == "CA 444"
+
+
+DLS_ROUTES = """
+routes:
+  - name: dlstreamer
+    match: "dlstreamer/{camera}"
+    format: FMT
+    event_type: custom
+    use_case: retail
+    fields:
+      custom_value: frame
+"""
+
+
+def test_dlstreamer_capture_time_reaches_the_event_never_the_stream_time() -> None:
+    captured = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=123000)
+    payload: dict[str, Any] = json.loads(
+        (FIXTURES / "dlstreamer_vehicle_attributes_verbatim.json").read_text()
+    )
+    payload["system_timestamp"] = captured.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for fmt in ("dlstreamer", "auto"):
+        table = DLS_ROUTES.replace("FMT", fmt)
+        event = _event(normalizer(table).normalize(message("dlstreamer/cam", payload)))
+        assert event.timestamp == captured
+        assert event.stream_id == "rtsp://192.168.1.20:554/stream1"
+        assert event.custom_metadata["stream_time_ns"] == 48500000000
+        assert event.custom_metadata["tag_camera_location"] == "parking_lot"
+    # Without a capture time the receive time is used: the stream-relative "timestamp" is not a time.
+    del payload["system_timestamp"]
+    received = datetime.now(UTC).timestamp()
+    event = _event(
+        normalizer(DLS_ROUTES.replace("FMT", "auto")).normalize(
+            message("dlstreamer/cam", payload, received_at=received)
+        )
+    )
+    assert event.timestamp == datetime.fromtimestamp(received, UTC)
+
+
+def test_dlstreamer_pipeline_server_blob_is_the_event_input_image() -> None:
+    import base64
+
+    from tests.support.images import jpeg_bytes
+
+    payload: dict[str, Any] = json.loads((FIXTURES / "dlstreamer_pipeline_server_mqtt.json").read_text())
+    payload["blob"] = base64.b64encode(jpeg_bytes()).decode()
+    payload["metadata"]["time"] = int((datetime.now(UTC) - timedelta(seconds=3)).timestamp() * 1e9)
+    event = _event(
+        normalizer(DLS_ROUTES.replace("FMT", "auto")).normalize(message("dlstreamer/cam", payload))
+    )
+    assert event.input_image is not None
+    assert event.input_image.base64 == payload["blob"]
+    assert event.annotations["objectDetections"][0]["class"] == "defect"
+    assert event.event_data == {"value": "frame", "externalId": "Q7ZP2M4K1A"}
+    assert event.custom_metadata["pipeline_name"] == "user_defined_pipelines"
