@@ -51,8 +51,9 @@ def test_verbatim_person_frame_converts_per_rules() -> None:
     assert out.values["stream_id"].startswith("https://github.com/intel-iot-devkit/")
 
 
-def test_verbatim_vehicle_attributes_tags_and_credentials() -> None:
-    out = convert_predictions(_load("dlstreamer_vehicle_attributes_verbatim.json"), path="")
+def test_vehicle_attributes_tags_and_credentials() -> None:
+    # The pipeline-server README output, with an RTSP source holding credentials and tags added.
+    out = convert_predictions(_load("dlstreamer_vehicle_attributes_tags.json"), path="")
     (box,) = out.annotations["objectDetections"]
     assert (box["class"], box["x"], box["y"], box["width"], box["height"]) == (
         "vehicle",

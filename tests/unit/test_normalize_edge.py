@@ -97,9 +97,7 @@ routes:
 
 def test_dlstreamer_capture_time_reaches_the_event_never_the_stream_time() -> None:
     captured = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=123000)
-    payload: dict[str, Any] = json.loads(
-        (FIXTURES / "dlstreamer_vehicle_attributes_verbatim.json").read_text()
-    )
+    payload: dict[str, Any] = json.loads((FIXTURES / "dlstreamer_vehicle_attributes_tags.json").read_text())
     payload["system_timestamp"] = captured.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     for fmt in ("dlstreamer", "auto"):
         table = DLS_ROUTES.replace("FMT", fmt)
