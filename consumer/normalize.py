@@ -46,6 +46,8 @@ _RAW_FORMATS = {
     MessageFormat.DEEPSTREAM: PredictionFormat.DEEPSTREAM,
     MessageFormat.FRIGATE: PredictionFormat.FRIGATE,
     MessageFormat.AXIS: PredictionFormat.AXIS,
+    MessageFormat.DEEPSTREAM_MINIMAL: PredictionFormat.DEEPSTREAM_MINIMAL,
+    MessageFormat.DLSTREAMER: PredictionFormat.DLSTREAMER,
 }
 
 

@@ -7,17 +7,29 @@ Supported: Roboflow inference server responses, Roboflow Workflows outputs, Ultr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from consumer.errors import FormatError, Reason
 from consumer.formats.axis import convert_axis
 from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions, ModelOutput, PredictionFormat
 from consumer.formats.deepstream import convert_deepstream
+from consumer.formats.deepstream_minimal import convert_deepstream_minimal
 from consumer.formats.detect import detect_format
+from consumer.formats.dlstreamer import convert_dlstreamer
 from consumer.formats.frigate import convert_frigate
 from consumer.formats.roboflow import convert_roboflow
 from consumer.formats.ultralytics import convert_ultralytics
 from consumer.formats.workflows import convert_workflow
+
+# The edge stacks' converters take the route's options (image size, default confidence...).
+_EDGE_CONVERTERS: dict[PredictionFormat, Callable[[Any, str, ConvertOptions], ModelOutput]] = {
+    PredictionFormat.DEEPSTREAM: convert_deepstream,
+    PredictionFormat.DEEPSTREAM_MINIMAL: convert_deepstream_minimal,
+    PredictionFormat.DLSTREAMER: convert_dlstreamer,
+    PredictionFormat.FRIGATE: convert_frigate,
+    PredictionFormat.AXIS: convert_axis,
+}
 
 __all__ = ["ConvertOptions", "ModelOutput", "PredictionFormat", "convert_predictions", "detect_format"]
 
@@ -65,10 +77,7 @@ def _convert(
         return convert_roboflow(value, path)
     if fmt is PredictionFormat.WORKFLOW:
         return convert_workflow(value, path)
-    if fmt is PredictionFormat.DEEPSTREAM:
-        return convert_deepstream(value, path, options)
-    if fmt is PredictionFormat.FRIGATE:
-        return convert_frigate(value, path, options)
-    if fmt is PredictionFormat.AXIS:
-        return convert_axis(value, path, options)
+    edge_converter = _EDGE_CONVERTERS.get(fmt)
+    if edge_converter is not None:
+        return edge_converter(value, path, options)
     return convert_ultralytics(value, path)

@@ -36,6 +36,8 @@ class PredictionFormat(StrEnum):
     DEEPSTREAM = "deepstream"
     FRIGATE = "frigate"
     AXIS = "axis"
+    DEEPSTREAM_MINIMAL = "deepstream_minimal"
+    DLSTREAMER = "dlstreamer"
 
 
 @dataclass(slots=True)

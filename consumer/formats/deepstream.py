@@ -27,6 +27,8 @@ from consumer.formats.common import (
     type_error,
     utc_timestamp,
 )
+from consumer.formats.deepstream_pose import POSE2D_IDS, POSE25D_IDS
+from consumer.model import Annotation
 
 # nvdsmeta.h UNTRACKED_OBJECT_ID: the object id when no tracker runs; not a tracking id.
 UNTRACKED_ID: Final = "18446744073709551615"
@@ -49,28 +51,6 @@ _NOT_CLASS: Final = frozenset(
 )
 # Free text of typed sub-objects: custom metadata, not classifications (rule R4).
 _TEXT_FIELDS: Final = {"license": "license", "licenseState": "license_state", "age": "age", "name": "name"}
-# bodypose2D joint order of eventmsg_payload.cpp ``_joint_maps`` (the wire ``id`` is the index).
-POSE2D_JOINTS: Final = (
-    "nose",
-    "neck",
-    "right-shoulder",
-    "right-elbow",
-    "right-hand",
-    "left-shoulder",
-    "left-elbow",
-    "left-hand",
-    "right-hip",
-    "right-knee",
-    "right-foot",
-    "left-hip",
-    "left-knee",
-    "left-foot",
-    "right-eye",
-    "left-eye",
-    "right-ear",
-    "left-ear",
-)
-_POSE2D_IDS: Final = {name: index for index, name in enumerate(POSE2D_JOINTS)}
 
 
 def is_deepstream(value: dict[str, Any]) -> bool:
@@ -79,12 +59,38 @@ def is_deepstream(value: dict[str, Any]) -> bool:
     return "messageid" in value and "mdsversion" in value and isinstance(obj, dict) and "bbox" in obj
 
 
-def convert_deepstream(value: Any, path: str, options: ConvertOptions) -> ModelOutput:  # noqa: PLR0912, PLR0915
+def convert_deepstream(value: Any, path: str, options: ConvertOptions) -> ModelOutput:
     """Convert one full-schema message: a box, a mask or a pose, attributes, and the event fields."""
     message = mapping(value, path)
     obj_path = join(path, "object")
     obj = mapping(message.get("object"), obj_path)
     label, details = _class_of(obj, obj_path)
+    collected = Collected()
+    _add_annotation(obj, obj_path, label, details, collected, options=options)
+    metadata = _add_attributes(details, collected.classifications)
+    collected.check_caps(obj_path)
+    values, context = _event_fields(message, path, obj, label, metadata)
+    return ModelOutput(
+        annotations=collected.annotations(),
+        format=PredictionFormat.DEEPSTREAM,
+        image_width=options.image_width,
+        image_height=options.image_height,
+        values=values,
+        metadata=metadata,
+        context=context,
+    )
+
+
+def _add_annotation(
+    obj: dict[str, Any],
+    obj_path: str,
+    label: str,
+    details: dict[str, Any],
+    collected: Collected,
+    *,
+    options: ConvertOptions,
+) -> None:
+    """The object as keypoints (a pose), else a mask outline, else a plain box."""
     details_path = join(obj_path, label)
     confidence = edge_confidence(details.get("confidence"), join(details_path, "confidence"), options)
     box_path = join(obj_path, "bbox")
@@ -94,8 +100,6 @@ def convert_deepstream(value: Any, path: str, options: ConvertOptions) -> ModelO
     right = number(bbox.get("bottomrightx"), join(box_path, "bottomrightx"))
     bottom = number(bbox.get("bottomrighty"), join(box_path, "bottomrighty"))
     box = corner_box(label, left, top, right, bottom, confidence, box_path)
-
-    collected = Collected()
     polygon = _largest_mask(obj.get("maskoutline"), left, top, join(obj_path, "maskoutline"))
     joints = _pose(obj.get("pose"), join(obj_path, "pose"))
     if joints:
@@ -105,6 +109,9 @@ def convert_deepstream(value: Any, path: str, options: ConvertOptions) -> ModelO
     else:
         collected.detections.append(box)
 
+
+def _add_attributes(details: dict[str, Any], classifications: list[Annotation]) -> dict[str, Any]:
+    """Labels of the class sub-object as classifications; free text as metadata, returned (R4)."""
     metadata: dict[str, Any] = {}
     for key, raw in details.items():
         if key == "confidence":
@@ -117,9 +124,14 @@ def convert_deepstream(value: Any, path: str, options: ConvertOptions) -> ModelO
         if key in _TEXT_FIELDS:
             metadata[_TEXT_FIELDS[key]] = metadata_text(text)
         else:
-            collected.classifications.append({"class": text, "confidence": 0.0})
-    collected.check_caps(obj_path)
+            classifications.append({"class": text, "confidence": 0.0})
+    return metadata
 
+
+def _event_fields(
+    message: dict[str, Any], path: str, obj: dict[str, Any], label: str, metadata: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Capture time, sensor id, message id, tracking id and event type (rule R7)."""
     values: dict[str, Any] = {}
     context: dict[str, Any] = {"label": label}
     stamp = message.get("@timestamp")
@@ -146,15 +158,7 @@ def convert_deepstream(value: Any, path: str, options: ConvertOptions) -> ModelO
     video = message.get("videoPath")
     if isinstance(video, str) and video:
         metadata["video_path"] = metadata_text(video)
-    return ModelOutput(
-        annotations=collected.annotations(),
-        format=PredictionFormat.DEEPSTREAM,
-        image_width=options.image_width,
-        image_height=options.image_height,
-        values=values,
-        metadata=metadata,
-        context=context,
-    )
+    return values, context
 
 
 def _class_of(obj: dict[str, Any], path: str) -> tuple[str, dict[str, Any]]:
@@ -200,20 +204,26 @@ def _area(points: list[list[float]]) -> float:
 
 
 def _pose(value: Any, path: str) -> list[dict[str, Any]]:
-    """Joints of ``pose`` as wire keypoints; ids are the joint's index in the bodypose2D order (Q6)."""
+    """Joints of ``pose`` as wire keypoints; ids are the joint's index in NVIDIA's ``_joint_maps``.
+
+    nvmsgconv writes ``z`` only for pose25D and pose3D, which share one 34-joint table; without
+    ``z`` it is pose2D (18 joints). Read as image coordinates either way (decision Q6).
+    """
     if value is None:
         return []
     pose = mapping(value, path)
+    with_z = any(isinstance(joint, dict) and "z" in joint for joint in pose.values())
+    ids, table = (POSE25D_IDS, "pose25D") if with_z else (POSE2D_IDS, "pose2D")
     joints: list[dict[str, Any]] = []
     for name, joint in pose.items():
         joint_path = join(path, name)
         point = mapping(joint, joint_path)
-        if name not in _POSE2D_IDS:
-            raise ValidationError(Reason.INVALID_PREDICTIONS, "not a bodypose2D joint name", joint_path)
+        if name not in ids:
+            raise ValidationError(Reason.INVALID_PREDICTIONS, f"not a {table} joint name", joint_path)
         score = point.get("confidence")
         if score is not None and number(score, join(joint_path, "confidence")) <= 0:
             continue  # nvmsgconv leaves out undetected joints; a zero score means the same
         x = number(point.get("x"), join(joint_path, "x"))
         y = number(point.get("y"), join(joint_path, "y"))
-        joints.append({"id": _POSE2D_IDS[name], "x": x, "y": y})
+        joints.append({"id": ids[name], "x": x, "y": y})
     return joints

@@ -8,6 +8,8 @@ from consumer.envelope import ENVELOPE_MARKERS
 from consumer.formats.axis import is_axis
 from consumer.formats.common import PredictionFormat
 from consumer.formats.deepstream import is_deepstream
+from consumer.formats.deepstream_minimal import is_deepstream_minimal
+from consumer.formats.dlstreamer import is_dlstreamer
 from consumer.formats.frigate import is_frigate
 from consumer.formats.workflows import first_present, is_response_outputs, is_serialized
 
@@ -50,13 +52,15 @@ def _row_format(row: dict[str, Any]) -> PredictionFormat | None:
 def marked_edge_format(value: dict[str, Any]) -> PredictionFormat | None:
     """The edge-stack format of a message that has an envelope field name among its keys, or None.
 
-    Frigate tracked-object updates and Axis v1 frames carry a top-level ``timestamp``, which alone
-    would make them read as an envelope. Their shape is specific enough to tell; a document with any
-    other envelope field, or without the shape, stays an envelope.
+    Frigate tracked-object updates, Axis v1 frames and DL Streamer frames carry a top-level
+    ``timestamp``, which alone would make them read as an envelope. Their shape is specific enough to
+    tell; a document with any other envelope field, or without the shape, stays an envelope.
     """
-    if "type" not in value and "channel_id" not in value:
-        return None  # the usual envelope, decided in two lookups
-    if "timestamp" not in value or len(ENVELOPE_MARKERS.intersection(value)) != 1:
+    if "timestamp" not in value:
+        return None  # the usual envelope, decided in a few lookups
+    if not ("type" in value or "channel_id" in value or "objects" in value or "streams" in value):
+        return None
+    if len(ENVELOPE_MARKERS.intersection(value)) != 1:
         return None
     return _edge_format(value)
 
@@ -81,9 +85,13 @@ def _detect_dict(value: dict[str, Any]) -> PredictionFormat | None:
 
 
 def _edge_format(value: dict[str, Any]) -> PredictionFormat | None:
-    """An edge-stack message (DeepStream, Frigate...), told by keys no model output has."""
+    """Which edge-stack message ``value`` is (DeepStream, Frigate...), or None; each has its own keys."""
     if is_deepstream(value):
         return PredictionFormat.DEEPSTREAM
+    if is_deepstream_minimal(value):
+        return PredictionFormat.DEEPSTREAM_MINIMAL
+    if is_dlstreamer(value):
+        return PredictionFormat.DLSTREAMER
     if is_frigate(value):
         return PredictionFormat.FRIGATE
     if is_axis(value):

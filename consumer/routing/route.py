@@ -48,6 +48,8 @@ class MessageFormat(StrEnum):
     DEEPSTREAM = "deepstream"
     FRIGATE = "frigate"
     AXIS = "axis"
+    DEEPSTREAM_MINIMAL = "deepstream_minimal"
+    DLSTREAMER = "dlstreamer"
 
 
 class NoImagePolicy(StrEnum):

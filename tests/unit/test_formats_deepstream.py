@@ -90,3 +90,51 @@ def test_stream_id_loses_credentials_and_is_capped_stably() -> None:
     assert len(stream_id(long, "s")) == 256
     assert stream_id(long, "s") == stream_id(long, "s")
     assert stream_id(long, "s") != stream_id(long + "b", "s")
+
+
+def _with_pose(pose: dict[str, Any]) -> dict[str, Any]:
+    message = _load("deepstream_full_test4_vehicle.json")
+    message["object"] = {
+        "id": "3",
+        "person": {"confidence": 0.9},
+        "bbox": {"topleftx": 0, "toplefty": 0, "bottomrightx": 100, "bottomrighty": 200},
+        "pose": pose,
+    }
+    return message
+
+
+def test_pose2d_joint_ids_follow_nvidia_joint_maps() -> None:
+    pose = {
+        "nose": {"x": 50, "y": 10, "confidence": 0.9},
+        "right-hip": {"x": 40, "y": 100, "confidence": 0.8},
+        "left-ear": {"x": 55, "y": 8, "confidence": 0.7},
+        "neck": {"x": 50, "y": 30, "confidence": 0},  # 6.2 wrote int scores; zero = not detected
+    }
+    out = convert_predictions(_with_pose(pose), PredictionFormat.DEEPSTREAM, path="")
+    (person,) = out.annotations["keypoints"]
+    # _joint_maps type 0 (pose2D): nose 0, right-hip 8, left-ear 17.
+    assert person["keypoints"] == [
+        {"id": 0, "x": 50.0, "y": 10.0},
+        {"id": 8, "x": 40.0, "y": 100.0},
+        {"id": 17, "x": 55.0, "y": 8.0},
+    ]
+
+
+def test_pose_with_z_uses_the_pose25d_joint_table() -> None:
+    pose = {
+        "pelvis": {"x": 50, "y": 100, "z": 3, "confidence": 0.9},
+        "left-hip": {"x": 55, "y": 100, "z": 3, "confidence": 0.9},
+        "right-thumb-tip": {"x": 20, "y": 90, "z": 2, "confidence": 0.5},
+    }
+    out = convert_predictions(_with_pose(pose), PredictionFormat.DEEPSTREAM, path="")
+    # _joint_maps type 1 (pose25D): pelvis 0, left-hip 1 (11 in pose2D), right-thumb-tip 33.
+    assert [k["id"] for k in out.annotations["keypoints"][0]["keypoints"]] == [0, 1, 33]
+
+
+def test_unknown_joint_name_is_a_typed_error() -> None:
+    with pytest.raises(MessageError) as info:
+        convert_predictions(
+            _with_pose({"tail": {"x": 1, "y": 2, "confidence": 0.5}}), PredictionFormat.DEEPSTREAM, path=""
+        )
+    assert info.value.reason is Reason.INVALID_PREDICTIONS
+    assert info.value.path == "object.pose.tail"

@@ -162,3 +162,82 @@ def test_axis_v1_frame_is_detected_despite_its_timestamp_and_needs_an_image_size
         event = _event(table.normalize(message("axis/cam1/frame", {**payload, "detections": []})))
         assert event.timestamp == captured
         assert event.stream_id == "1"
+
+
+MINIMAL_ROUTES = """
+routes:
+  - name: deepstream-minimal
+    match: "deepstream/{camera}"
+    format: FMT
+    event_type: custom
+    use_case: traffic
+    fields:
+      custom_value: frame
+"""
+
+
+def test_deepstream_minimal_fields_reach_the_event_by_route_format_and_by_detection() -> None:
+    captured = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=15000)
+    payload: dict[str, Any] = json.loads((FIXTURES / "deepstream_minimal_eventmsg_vehicle.json").read_text())
+    payload["@timestamp"] = captured.isoformat().replace("+00:00", "Z")
+    for fmt in ("deepstream_minimal", "auto"):
+        table = MINIMAL_ROUTES.replace("FMT", fmt)
+        event = _event(normalizer(table).normalize(message("deepstream/cam", payload)))
+        assert event.timestamp == captured
+        assert event.stream_id == "sensor-0"
+        assert event.event_data == {"value": "frame"}  # the frame number is no external id
+        assert event.custom_metadata["frame_id"] == "957"
+        assert event.custom_metadata["tracking_ids"] == "957"
+        assert event.custom_metadata["obj0_license"] == "CA 444"
+
+
+DLS_ROUTES = """
+routes:
+  - name: dlstreamer
+    match: "dlstreamer/{camera}"
+    format: FMT
+    event_type: custom
+    use_case: retail
+    fields:
+      custom_value: frame
+"""
+
+
+def test_dlstreamer_capture_time_reaches_the_event_never_the_stream_time() -> None:
+    captured = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=123000)
+    payload: dict[str, Any] = json.loads((FIXTURES / "dlstreamer_vehicle_attributes_tags.json").read_text())
+    payload["system_timestamp"] = captured.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for fmt in ("dlstreamer", "auto"):
+        table = DLS_ROUTES.replace("FMT", fmt)
+        event = _event(normalizer(table).normalize(message("dlstreamer/cam", payload)))
+        assert event.timestamp == captured
+        assert event.stream_id == "rtsp://192.168.1.20:554/stream1"
+        assert event.custom_metadata["stream_time_ns"] == 48500000000
+        assert event.custom_metadata["tag_camera_location"] == "parking_lot"
+    # Without a capture time the receive time is used: the stream-relative "timestamp" is not a time.
+    del payload["system_timestamp"]
+    received = datetime.now(UTC).timestamp()
+    event = _event(
+        normalizer(DLS_ROUTES.replace("FMT", "auto")).normalize(
+            message("dlstreamer/cam", payload, received_at=received)
+        )
+    )
+    assert event.timestamp == datetime.fromtimestamp(received, UTC)
+
+
+def test_dlstreamer_pipeline_server_blob_is_the_event_input_image() -> None:
+    import base64
+
+    from tests.support.images import jpeg_bytes
+
+    payload: dict[str, Any] = json.loads((FIXTURES / "dlstreamer_pipeline_server_mqtt.json").read_text())
+    payload["blob"] = base64.b64encode(jpeg_bytes()).decode()
+    payload["metadata"]["time"] = int((datetime.now(UTC) - timedelta(seconds=3)).timestamp() * 1e9)
+    event = _event(
+        normalizer(DLS_ROUTES.replace("FMT", "auto")).normalize(message("dlstreamer/cam", payload))
+    )
+    assert event.input_image is not None
+    assert event.input_image.base64 == payload["blob"]
+    assert event.annotations["objectDetections"][0]["class"] == "defect"
+    assert event.event_data == {"value": "frame", "externalId": "Q7ZP2M4K1A"}
+    assert event.custom_metadata["pipeline_name"] == "user_defined_pipelines"
