@@ -13,16 +13,21 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from consumer.config import CloudSinkConfig, ImagesConfig, RetryConfig
+from consumer.app import App
+from consumer.config import CloudSinkConfig, ImagesConfig, RetryConfig, load_settings
 from consumer.metrics import Metrics
-from consumer.model import VisionEvent
+from consumer.model import InboundMessage, VisionEvent
+from consumer.pipeline import Pipeline
 from consumer.sinks.cloud import CloudSink
 from tests.support.messages import message, normalizer
 
@@ -164,5 +169,91 @@ def test_the_oldest_batch_age_grows_while_the_api_hangs_and_drops_to_zero_once_i
         assert report.rejected == []
         assert age() == 0.0, "nothing in flight any more"
         await sink.aclose()
+
+    asyncio.run(scenario())
+
+
+class _OneMessageSource:
+    """Submits one message, then stays connected until stopped (a broker source, minus the broker)."""
+
+    name = "test"
+    connected = True
+
+    def __init__(self, message: InboundMessage) -> None:
+        self._message = message
+
+    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        await pipeline.submit([self._message])
+        await stop.wait()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _scrape(text: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == GAUGE and sample.labels == {"sink": "cloud"}:
+                return float(sample.value)
+    raise AssertionError(f"{GAUGE} not exported")
+
+
+def test_readyz_reports_a_stuck_api_after_stuck_after_seconds_and_clears_when_it_answers(
+    api: HangingApi, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    settings = load_settings(
+        None,
+        {
+            "routes": str(routes),
+            "sink.type": "cloud",
+            "sink.stuck_after_seconds": 1,
+            "sink.cloud.base_url": api.url,
+            "sink.cloud.api_key": "stuck-key",
+            "sink.cloud.timeout_seconds": 30,
+            "dead_letter.jsonl.path": str(tmp_path / "dead.jsonl"),
+            "batch.linger_ms": 0,
+            "http.host": "127.0.0.1",
+            "http.port": 0,
+            "shutdown_deadline_seconds": 5,
+        },
+    )
+    payload = {"event_type": "custom", "use_case": "u", "custom_value": "stuck"}
+    source = _OneMessageSource(message("events/a", payload))
+    app = App(settings, Metrics(CollectorRegistry()), source=source)
+
+    async def ops_up() -> int | None:
+        return app.ops.port if app.ops is not None else None
+
+    async def held() -> bool:
+        return api.held == 1
+
+    async def scenario() -> None:
+        running = asyncio.get_running_loop().create_task(app.run())
+        port = await _until(ops_up, "the ops server is up")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as ops:
+
+            async def readyz(status: int) -> dict[str, Any] | None:
+                answer = await ops.get("/readyz")
+                return orjson.loads(answer.content) if answer.status_code == status else None
+
+            await _until(held, "the API holds the batch")
+            body = await _until(lambda: readyz(503), "/readyz turns 503")
+            assert not running.done()
+            assert body["ready"] is False
+            assert len(body["reasons"]) == 1, body
+            assert body["reasons"][0].startswith("the cloud sink's oldest batch has waited"), body
+            assert "sink.stuck_after_seconds: 1" in body["reasons"][0]
+            scraped = (await ops.get("/metrics")).text
+            assert _scrape(scraped) > 1.0
+            assert "vision_events_ready 0.0" in scraped
+            api.release.set()
+            assert await _until(lambda: readyz(200), "/readyz clears") == {"ready": True, "reasons": []}
+            assert _scrape((await ops.get("/metrics")).text) == 0.0
+            assert app.pipeline is not None and app.pipeline.stats.delivered == 1
+        app.stop.set()
+        result = await asyncio.wait_for(running, POLL_BOUND_SECONDS)
+        assert result.drained and result.unsettled == 0
 
     asyncio.run(scenario())

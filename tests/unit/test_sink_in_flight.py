@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from prometheus_client import CollectorRegistry
 
+from consumer.app import App
+from consumer.cli import main
+from consumer.config import load_settings
+from consumer.errors import ConfigError
+from consumer.metrics import Metrics
+from consumer.pipeline import Pipeline
+from consumer.sinks.cloud import CloudSink
 from consumer.sinks.inflight import InFlight
 from tests.support.clock import FakeTime
 
@@ -43,3 +54,72 @@ def test_a_delivery_that_fails_is_no_longer_in_flight() -> None:
     with pytest.raises(asyncio.CancelledError):
         cancelled_delivery()
     assert in_flight.oldest_age() == 0.0
+
+
+class _Source:
+    name = "test"
+    connected = True
+
+    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _app(tmp_path: Path, stuck_after: float) -> tuple[App, FakeTime]:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes: [{name: all, match: 'events/#'}]")
+    overrides = {"routes": str(routes), "sink.cloud.api_key": "k", "sink.stuck_after_seconds": stuck_after}
+    settings = load_settings(None, overrides)
+    metrics = Metrics(CollectorRegistry())
+    app = App(settings, metrics, serve_ops=False, source=_Source())
+    sink = CloudSink(settings.sink.cloud, settings.retry, settings.images, metrics)
+    time = FakeTime()
+    sink.in_flight = InFlight(time.clock)
+    app.sink = sink
+    return app, time
+
+
+def test_readiness_names_a_batch_waiting_past_stuck_after_seconds(tmp_path: Path) -> None:
+    app, time = _app(tmp_path, 300)
+    assert app.sink is not None and isinstance(app.sink, CloudSink)
+    with app.sink.in_flight.track():
+        time.now = 300.0
+        assert app.readiness() == (True, [])
+        time.now = 301.0
+        assert app.readiness() == (
+            False,
+            ["the cloud sink's oldest batch has waited 301s for the API (sink.stuck_after_seconds: 300)"],
+        )
+    assert app.readiness() == (True, [])
+
+
+def test_stuck_after_seconds_0_never_reports_a_stuck_api(tmp_path: Path) -> None:
+    app, time = _app(tmp_path, 0)
+    assert app.sink is not None and isinstance(app.sink, CloudSink)
+    with app.sink.in_flight.track():
+        time.now = 86_400.0
+        assert app.readiness() == (True, [])
+
+
+def test_stuck_after_seconds_defaults_to_300_and_refuses_negative_values() -> None:
+    assert load_settings(None, {"sink.cloud.api_key": "k"}).sink.stuck_after_seconds == 300.0
+    with pytest.raises(ConfigError, match="stuck_after_seconds"):
+        load_settings(None, {"sink.cloud.api_key": "k", "sink.stuck_after_seconds": -1})
+
+
+def test_check_config_shows_stuck_after_seconds_and_refuses_a_negative_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes: [{name: all, match: 'events/#'}]")
+    config = tmp_path / "config.yaml"
+    settings: dict[str, Any] = {"routes": str(routes), "sink": {"stuck_after_seconds": 120, "type": "jsonl"}}
+    config.write_text(yaml.safe_dump(settings))
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["sink"]["stuck_after_seconds"] == 120.0
+    settings["sink"]["stuck_after_seconds"] = -1
+    config.write_text(yaml.safe_dump(settings))
+    assert main(["check-config", "--config", str(config)]) == 2
+    assert "sink.stuck_after_seconds" in capsys.readouterr().err
