@@ -6,19 +6,25 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
 from consumer.app import App
 from consumer.cli import main
-from consumer.config import load_settings
+from consumer.config import ImagesConfig, LocalSinkConfig, RetryConfig, load_settings
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
+from consumer.model import VisionEvent
 from consumer.pipeline import Pipeline
 from consumer.sinks.cloud import CloudSink
 from consumer.sinks.inflight import InFlight
+from consumer.sinks.local import LocalSink
 from tests.support.clock import FakeTime
+from tests.support.messages import message, normalizer
+
+GAUGE = "vision_events_sink_oldest_batch_age_seconds"
 
 
 def test_the_oldest_of_several_deliveries_is_measured_until_each_ends() -> None:
@@ -123,3 +129,41 @@ def test_check_config_shows_stuck_after_seconds_and_refuses_a_negative_one(
     config.write_text(yaml.safe_dump(settings))
     assert main(["check-config", "--config", str(config)]) == 2
     assert "sink.stuck_after_seconds" in capsys.readouterr().err
+
+
+def test_the_local_sink_exports_its_oldest_delivery_while_a_post_waits() -> None:
+    """The Event Store sink counts its deliveries too (``sink="local"``), until the answer comes."""
+    metrics = Metrics(CollectorRegistry())
+
+    def age() -> float | None:
+        return metrics.registry.get_sample_value(
+            "vision_events_sink_oldest_batch_age_seconds", {"sink": "local"}
+        )
+
+    async def scenario() -> None:
+        answer = asyncio.Event()
+
+        async def event_store(request: httpx.Request) -> httpx.Response:
+            await answer.wait()
+            return httpx.Response(201, json={"id": 1})
+
+        client = httpx.AsyncClient(transport=httpx.MockTransport(event_store))
+        sink = LocalSink(LocalSinkConfig(), RetryConfig(), ImagesConfig(), metrics, client)
+        assert age() == 0.0
+        payload = {"event_type": "custom", "use_case": "u", "custom_value": "v"}
+        event = normalizer("routes: [{name: all, match: 'events/#'}]").normalize(message("events/a", payload))
+        assert isinstance(event, VisionEvent)
+        delivering = asyncio.get_running_loop().create_task(sink.deliver([event]))
+        for _ in range(400):  # bounded: 20 s at most
+            if (age() or 0.0) > 0.0:
+                break
+            await asyncio.sleep(0.05)
+        assert (age() or 0.0) > 0.0
+        answer.set()
+        report = await asyncio.wait_for(delivering, 20)
+        assert report.delivered == [event]
+        assert age() == 0.0
+        await sink.aclose()
+        await client.aclose()
+
+    asyncio.run(scenario())
