@@ -22,6 +22,7 @@ from consumer.pipeline import Pipeline, PipelineStats
 from consumer.routing import RoutingTable, load_routes
 from consumer.sinks.base import Sink
 from consumer.sinks.cloud import CloudSink
+from consumer.sinks.http import HttpSink
 from consumer.sinks.jsonl import JsonlSink
 from consumer.sinks.local import LocalSink
 from consumer.sources.base import Source
@@ -203,6 +204,9 @@ class App:
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when the source is connected, the sink's credentials work and dead letters can be written.
 
+        Not ready either while the API looks stuck (see ``_stuck_reason``): a batch that waits that
+        long needs an operator, and /readyz (with the alert on ``ready``) is where one looks.
+
         With the spool on, also when the spool can be written (disk full, a failing volume: not ready).
         """
         reasons = []
@@ -216,11 +220,27 @@ class App:
                 reasons.append("the API refuses the credentials (401/403)")
             if self.pipeline.dead_letter_failing:
                 reasons.append("the dead-letter destination is failing")
+        stuck = self._stuck_reason()
+        if stuck is not None:
+            reasons.append(stuck)
         if self.spool is not None and self.spool.failing:
             reasons.extend(self.spool.problems())
         ready = not reasons
         self.metrics.ready.set(1 if ready else 0)
         return ready, reasons
+
+    def _stuck_reason(self) -> str | None:
+        """Why the API looks stuck: the sink's oldest batch has waited past ``sink.stuck_after_seconds``."""
+        limit = self.settings.sink.stuck_after_seconds
+        if not limit or not isinstance(self.sink, HttpSink):
+            return None
+        age = self.sink.in_flight.oldest_age()
+        if age <= limit:
+            return None
+        return (
+            f"the {self.sink.name} sink's oldest batch has waited {age:.0f}s for the API"
+            f" (sink.stuck_after_seconds: {limit:g})"
+        )
 
     async def run(self) -> RunResult:
         """Consume until the input ends or SIGTERM/SIGINT, then drain within the deadline."""

@@ -187,6 +187,12 @@ class SinkConfig(_Section):
     """Which sink to deliver to and its settings."""
 
     type: SinkKind = SinkKind.CLOUD
+    stuck_after_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Not ready while the oldest batch in flight has waited longer than this for the API "
+        "(across retries); 0 disables.",
+    )
     cloud: CloudSinkConfig = CloudSinkConfig()
     local: LocalSinkConfig = LocalSinkConfig()
     jsonl: JsonlSinkConfig = JsonlSinkConfig()

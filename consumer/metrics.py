@@ -173,6 +173,17 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        # The stuck-API signal an operator reads best: it grows while a batch waits, across request
+        # timeouts and retries, and a hang shows here at once, whereas the request histogram only
+        # records requests once they end and the last-delivery time also ages on a quiet site.
+        self.sink_oldest_batch_age = Gauge(
+            "sink_oldest_batch_age_seconds",
+            "Seconds the oldest batch the sink is delivering has been waiting for the API, across retries "
+            "(0 when none is in flight); read at scrape time.",
+            ["sink"],
+            namespace=ns,
+            registry=r,
+        )
         self.ready = Gauge("ready", "1 when the consumer reports ready on /readyz.", namespace=ns, registry=r)
         self.source_connected = Gauge(
             "source_connected",

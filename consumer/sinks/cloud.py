@@ -42,6 +42,7 @@ from consumer.redaction import expand_secrets
 from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.sinks.http import HttpSink
 from consumer.sinks.images import CloudImages
+from consumer.sinks.inflight import tracks_in_flight
 from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
 from consumer.sinks.status import Target, send
 
@@ -87,7 +88,7 @@ class CloudSink(HttpSink):
     ) -> None:
         self._config = config
         self._metrics = metrics
-        super().__init__(client, config.timeout_seconds)
+        super().__init__(client, config.timeout_seconds, metrics=metrics)
         self._url = f"{config.resolved_base_url()}/vision-events/batch"
         api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
         headers = httpx.Headers(config.extra_headers)
@@ -104,6 +105,7 @@ class CloudSink(HttpSink):
             config, images, self._client, self.policy, metrics, headers=upload_headers, secrets=self._secrets
         )
 
+    @tracks_in_flight
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
         """Upload the batch's images, post the events, and report each one's fate."""
         report = DeliveryReport()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from consumer.metrics import Metrics
 from consumer.sinks.deadline import DeadlineClient
+from consumer.sinks.inflight import InFlight
 from consumer.sinks.retry import RetryPolicy
 from consumer.sinks.transport import sink_transport
 
@@ -17,11 +19,21 @@ class HttpSink:
     The client it creates sends over the lean transport of ``transport.py`` (a fraction of the CPU
     per request), or over httpx's default transport when the environment configures a proxy;
     either way the request timeout bounds the whole request (see ``deadline.py``).
+
+    ``in_flight`` counts the deliveries in progress (subclasses decorate ``deliver`` with
+    ``tracks_in_flight``); given ``metrics``, the age of the oldest is exported per sink (read at
+    scrape time) under the subclass's ``name``.
     """
 
+    name: str
     policy: RetryPolicy
 
-    def __init__(self, client: httpx.AsyncClient | None, timeout_seconds: float) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient | None, timeout_seconds: float, metrics: Metrics | None = None
+    ) -> None:
+        self.in_flight = InFlight()
+        if metrics is not None:
+            metrics.sink_oldest_batch_age.labels(sink=self.name).set_function(self.in_flight.oldest_age)
         self._owns_client = client is None
         self._client = (
             client

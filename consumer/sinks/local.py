@@ -28,6 +28,7 @@ from consumer.redaction import expand_secrets
 from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.sinks.http import HttpSink
 from consumer.sinks.images import LocalImages, ResolvedEvent
+from consumer.sinks.inflight import tracks_in_flight
 from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
 from consumer.sinks.status import Target, send
 
@@ -51,7 +52,7 @@ class LocalSink(HttpSink):
     ) -> None:
         self._config = config
         self._metrics = metrics
-        super().__init__(client, config.timeout_seconds)
+        super().__init__(client, config.timeout_seconds, metrics=metrics)
         self._url = f"{config.url.rstrip('/')}/v2/events"
         self._headers = httpx.Headers({"Content-Type": "application/json"})
         api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
@@ -62,6 +63,7 @@ class LocalSink(HttpSink):
         self.policy = RetryPolicy(retry, metrics, self.name, sleep=sleep, clock=clock, rng=rng)
         self.images = LocalImages(images, self._client, self.policy, metrics, concurrency=config.concurrency)
 
+    @tracks_in_flight
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
         """Post each event (concurrently, bounded) and report each one's fate."""
         report = DeliveryReport()

@@ -109,6 +109,7 @@ ALERTS = (
     "messagesLost",
     "deliveryFailing",
     "authFailing",
+    "apiStuck",
     "kafkaLagGrowing",
     "nothingDelivered",
     "notReady",
@@ -132,6 +133,7 @@ ALERT_SIGNALS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("vision_events_events_delivered_total",),
     ),
     "VisionEventsSinkAuthFailing": (("vision_events_sink_auth_failing",),),
+    "VisionEventsApiStuck": (("vision_events_sink_oldest_batch_age_seconds",),),
     "VisionEventsKafkaLagGrowing": (
         ("vision_events_kafka_consumer_lag",),  # its deriv()
         ("vision_events_kafka_consumer_lag",),  # its level

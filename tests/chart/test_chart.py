@@ -637,6 +637,7 @@ def test_default_alerts_and_their_thresholds(helm: str) -> None:
         "VisionEventsMessagesLost",
         "VisionEventsDeliveryFailing",
         "VisionEventsSinkAuthFailing",
+        "VisionEventsApiStuck",
         "VisionEventsKafkaLagGrowing",
         "VisionEventsNothingDelivered",
         "VisionEventsNotReady",
@@ -654,6 +655,8 @@ def test_default_alerts_and_their_thresholds(helm: str) -> None:
     assert "== 0" in rules["VisionEventsNotReady"]["expr"]
     assert "== 1" in rules["VisionEventsSinkAuthFailing"]["expr"]
     assert "deriv(vision_events_kafka_consumer_lag" in rules["VisionEventsKafkaLagGrowing"]["expr"]
+    assert rules["VisionEventsApiStuck"]["expr"].rstrip().endswith("> 120")
+    assert rules["VisionEventsApiStuck"]["for"] == "3m"
 
 
 def test_alerts_can_be_tuned_and_turned_off(helm: str) -> None:
@@ -977,6 +980,37 @@ def test_alerts_fire_when_they_should_and_only_then(helm: str, tmp_path: Path) -
             "VisionEventsSinkAuthFailing",
             "10m",
             [_series("vision_events_sink_auth_failing", "0x20", sink="cloud")],
+        ),
+        # A batch waits from t=0 (the gauge grows 60 s a minute): above 120 s from 3 m, firing 3 m later.
+        _firing(
+            "VisionEventsApiStuck",
+            "6m",
+            [_series("vision_events_sink_oldest_batch_age_seconds", "0+60x20", sink="cloud")],
+            sink="cloud",
+            **critical,
+        ),
+        _firing(
+            "VisionEventsApiStuck",
+            "5m",
+            [_series("vision_events_sink_oldest_batch_age_seconds", "0+60x20", sink="cloud")],
+        ),
+        # Batches complete within a minute or two, again and again: a sawtooth under 120 s never fires.
+        _firing(
+            "VisionEventsApiStuck",
+            "20m",
+            [
+                _series(
+                    "vision_events_sink_oldest_batch_age_seconds",
+                    "0 60 110 0 60 110 0 60 110 0 60 110 0 60 110 0 60 110 0 60 110",
+                    sink="cloud",
+                )
+            ],
+        ),
+        # Nothing in flight: 0, silent.
+        _firing(
+            "VisionEventsApiStuck",
+            "20m",
+            [_series("vision_events_sink_oldest_batch_age_seconds", "0x20", sink="cloud")],
         ),
         # Events are produced but the last delivery is stuck at t=60 s: fires once 15 + 5 minutes passed.
         _firing(
