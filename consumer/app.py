@@ -88,7 +88,9 @@ def build_dead_letters(
         filters: list[str] = []
         if settings.source.type is SourceKind.MQTT:
             filters = [s.filter for s in mqtt_source.subscriptions] or route_filters(table)
-        return MqttDeadLetterWriter(settings.dead_letter.mqtt, mqtt_source, source_filters=filters)
+        return MqttDeadLetterWriter(
+            settings.dead_letter.mqtt, mqtt_source, source_filters=filters, metrics=metrics
+        )
     return JsonlDeadLetterWriter(Path(settings.dead_letter.jsonl.path))
 
 
