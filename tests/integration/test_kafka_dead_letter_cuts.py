@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 
+import orjson
 import pytest
+import yaml
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from prometheus_client import CollectorRegistry
 
+from consumer.cli import main
 from consumer.config import KafkaDeadLetterConfig
 from consumer.deadletter import DeadLetterRecord
 from consumer.deadletter.kafka import KafkaDeadLetterWriter, record_from_kafka_message
+from consumer.fakeapi import FakeVisionEventsApi
 from consumer.metrics import Metrics
 from tests.integration.test_kafka_source import (
     _committed,
@@ -120,3 +125,65 @@ def test_records_refused_only_together_are_written_whole_one_by_one(kafka_bootst
     read = [record_from_kafka_message(m) for m in _read_all(kafka_bootstrap, dlq, 3)]
     assert sorted(r.payload for r in read) == sorted(r.payload for r in records)
     assert not any(r.payload_truncated for r in read)
+
+
+def test_replay_reports_a_cut_record_and_does_not_replay_it(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cut prefix is valid JSON here: replayed as if whole it would become an event, wrongly."""
+    dlq = _name("dlq-small")
+    create_small_topic(kafka_bootstrap, dlq)
+    padded = _payload(1) + b" " * (100 * 1024)  # valid JSON, over the topic's limit
+    whole = _payload(2)
+    records = [
+        DeadLetterRecord(
+            payload=payload,
+            reason="api_unavailable",
+            detail="",
+            coordinates={"source": "kafka", "topic": "cams", "partition": 0, "offset": offset},
+            received_at=1.0,
+            dead_lettered_at=2.0,
+        )
+        for offset, payload in enumerate([padded, whole])
+    ]
+    writer = KafkaDeadLetterWriter(
+        KafkaDeadLetterConfig(topic=dlq, timeout_seconds=10, bootstrap_servers=kafka_bootstrap), None
+    )
+
+    async def write() -> None:
+        await writer.write(records)
+        await writer.aclose()
+
+    asyncio.run(write())
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes: [{name: all, match: '#'}]")
+    dead = tmp_path / "dead-again.jsonl"
+    with FakeVisionEventsApi(api_keys=("k",), use_cases=["u"]) as api:
+        config = tmp_path / "settings.yaml"
+        settings = {
+            "routes": str(routes),
+            "sink": {"cloud": {"base_url": api.url, "api_key": "k"}},
+            "dead_letter": {"jsonl": {"path": str(dead)}, "kafka": {"bootstrap_servers": kafka_bootstrap}},
+            "batch": {"linger_ms": 10},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "log": {"level": "WARNING"},
+        }
+        config.write_text(yaml.safe_dump(settings))
+        sha256 = hashlib.sha256(padded).hexdigest()
+
+        assert main(["replay", "--config", str(config), "--from", f"kafka:{dlq}", "--dry-run"]) == 0
+        outcomes = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert sorted(o["result"] for o in outcomes) == ["event", "truncated"]
+        [cut] = [o for o in outcomes if o["result"] == "truncated"]
+        assert cut["original_size"] == len(padded) and cut["original_sha256"] == sha256
+
+        assert main(["replay", "--config", str(config), "--from", f"kafka:{dlq}"]) == 0
+        stderr = capsys.readouterr().err  # the logs (configure_logging writes to stderr), then the summary
+        delivered = list(api.events().values())
+    assert "replayed 1 " in stderr and "cut and not replayed 1" in stderr
+    warnings = [line for line in stderr.splitlines() if "not replaying a cut dead letter" in line]
+    assert len(warnings) == 1 and str(len(padded)) in warnings[0] and sha256 in warnings[0]
+    assert len(delivered) == 1  # only the whole record became an event
+    assert not dead.exists() or dead.read_bytes() == b""
+    # Left in place: the topic still holds both dead letters.
+    assert len(_read_all(kafka_bootstrap, dlq, 2)) == 2
