@@ -287,7 +287,6 @@ class KafkaDeadLetterWriter:
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._fatal = False
-        self._topic_limit: int | None = None
         self._producer: Producer | None = self._new_producer()
         log.info(
             "kafka dead-letter writer ready",
@@ -369,12 +368,14 @@ class KafkaDeadLetterWriter:
                 f"{len(failures)} of {len(records)} dead letter(s) not written to Kafka topic "
                 f"{self.topic}: {failures[0]}"
             )
-        for index in too_large:
-            self._write_refused(records[index], deadline)
+        if too_large:
+            # Read afresh for each write: an operator who raised the limit gets whole records again.
+            limit = self._read_topic_limit(deadline)
+            for index in too_large:
+                self._write_refused(records[index], limit, deadline)
 
-    def _write_refused(self, record: DeadLetterRecord, deadline: float) -> None:
-        """Write alone a record refused as too large: whole if it fits the topic, else cut."""
-        limit = self._read_topic_limit(deadline)
+    def _write_refused(self, record: DeadLetterRecord, limit: int, deadline: float) -> None:
+        """Write alone a record refused as too large: whole if it fits the topic's ``limit``, else cut."""
         room = limit - _record_size(record.cut(0)) - _CUT_HEADROOM_BYTES
         # Refused in a batch with others, a record that fits on its own is written whole.
         attempts: list[DeadLetterRecord] = [record] if room >= len(record.payload) else []
@@ -416,12 +417,13 @@ class KafkaDeadLetterWriter:
 
     def _read_topic_limit(self, deadline: float) -> int:
         """The dead-letter topic's ``max.message.bytes``; Kafka's default when it cannot be read."""
-        if self._topic_limit is not None:
-            return self._topic_limit
         conf: dict[str, Any] = {
             k: v for k, v in self._settings.items() if k == "bootstrap.servers" or is_security_setting(k)
         }
         conf["logger"] = LibrdkafkaLog(f"{__name__}.librdkafka")
+        # This short-lived client is never polled, so its logs would bypass the logger: keep the
+        # informational ones (a purge notice when it is destroyed) out of stderr.
+        conf["log_level"] = 4
         timeout = max(1.0, deadline - time.monotonic())
         try:
             admin = AdminClient(conf)
@@ -429,7 +431,7 @@ class KafkaDeadLetterWriter:
             entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(
                 timeout=timeout
             )
-            self._topic_limit = int(entries["max.message.bytes"].value)
+            return int(entries["max.message.bytes"].value)
         except (KafkaException, KeyError, ValueError, TypeError, TimeoutError) as exc:
             log.warning(
                 "cannot read max.message.bytes of the dead-letter topic %s (%s); assuming %d",
@@ -438,7 +440,6 @@ class KafkaDeadLetterWriter:
                 _KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
             )
             return _KAFKA_DEFAULT_MAX_MESSAGE_BYTES
-        return self._topic_limit
 
     def _report_cut(self, record: DeadLetterRecord, limit: int) -> None:
         coordinates = record.coordinates
