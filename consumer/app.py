@@ -74,20 +74,24 @@ def check_runnable(settings: Settings, table: RoutingTable) -> None:
         producer_settings(settings.dead_letter.kafka, kafka_source)
 
 
-def build_dead_letters(settings: Settings, table: RoutingTable) -> DeadLetterWriter:
-    """The dead-letter writer the settings name."""
+def build_dead_letters(
+    settings: Settings, table: RoutingTable, metrics: Metrics | None = None
+) -> DeadLetterWriter:
+    """The dead-letter writer the settings name (``metrics`` counts the records it had to cut)."""
     kind = settings.dead_letter.type
     if kind is DeadLetterKind.KAFKA:
         kafka_source = settings.source.kafka if settings.source.type is SourceKind.KAFKA else None
         return KafkaDeadLetterWriter(
-            settings.dead_letter.kafka, kafka_source, settings.limits.max_message_bytes
+            settings.dead_letter.kafka, kafka_source, settings.limits.max_message_bytes, metrics=metrics
         )
     if kind is DeadLetterKind.MQTT:
         mqtt_source = settings.source.mqtt
         filters: list[str] = []
         if settings.source.type is SourceKind.MQTT:
             filters = [s.filter for s in mqtt_source.subscriptions] or route_filters(table)
-        return MqttDeadLetterWriter(settings.dead_letter.mqtt, mqtt_source, source_filters=filters)
+        return MqttDeadLetterWriter(
+            settings.dead_letter.mqtt, mqtt_source, source_filters=filters, metrics=metrics
+        )
     return JsonlDeadLetterWriter(Path(settings.dead_letter.jsonl.path))
 
 
@@ -247,7 +251,7 @@ class App:
         log.info("starting", extra={"config": masked_settings(self.settings)})
         sink = build_sink(self.settings, self.metrics)
         self.sink = sink
-        dead_letters = build_dead_letters(self.settings, self.table)
+        dead_letters = build_dead_letters(self.settings, self.table, self.metrics)
         spool = await self._open_spool()
         pipeline = Pipeline(
             self.normalizer,

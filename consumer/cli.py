@@ -130,7 +130,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     delivered = result.forwarded.delivered if result.forwarded is not None else result.stats.delivered
     sys.stderr.write(
         f"replayed {source.replayed} (passed over {source.passed_over}, "
-        f"unreadable {origin.unreadable}): delivered {delivered}, "
+        f"unreadable {origin.unreadable}, cut and not replayed {source.truncated}): delivered {delivered}, "
         f"dead-lettered again {result.stats.dead_lettered}, settled by a route {result.stats.skipped}\n"
     )
     return EXIT_OK if result.clean else EXIT_FAILED

@@ -265,6 +265,16 @@ class MqttDeadLetterConfig(_Section):
     qos: int = Field(1, ge=1, le=2)
     url: str | None = Field(None, description="Defaults to the MQTT source's broker.")
     timeout_seconds: float = Field(30.0, gt=0)
+    max_packet_bytes: int | None = Field(
+        None,
+        ge=1024,
+        le=268_435_455,
+        description=(
+            "The largest PUBLISH the broker takes (its max_packet_size); larger dead letters are "
+            "written cut. Default: MQTT 5 reads it from the broker's CONNACK; MQTT 3.1.1 assumes the "
+            "protocol's limit (268435455). Set it for a 3.1.1 broker with a smaller max_packet_size."
+        ),
+    )
 
 
 class DeadLetterConfig(_Section):

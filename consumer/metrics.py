@@ -114,6 +114,13 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.dead_letters_truncated = Counter(
+            "dead_letters_truncated",
+            "Dead letters written with their payload cut: the destination refused them whole as too large.",
+            ["destination"],
+            namespace=ns,
+            registry=r,
+        )
         self.dead_letter_failures = Counter(
             "dead_letter_write_failures",
             "Failed writes to the dead-letter destination.",

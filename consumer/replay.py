@@ -5,11 +5,16 @@ Records come from a JSONL dead-letter file, a Kafka dead-letter topic or an MQTT
 key, headers and bytes), so it gets the same eventId as before: replaying twice never duplicates
 an event. A record that fails again is dead-lettered again, with its new reason, to the
 configured destination.
+
+A *cut* record (``payload_truncated``: its destination refused it whole as too large) holds only a
+prefix of the message, so it is never replayed as if whole: it is counted (``truncated``), logged
+with the original size and SHA-256 (to find the original elsewhere), and left where it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +25,8 @@ from consumer.errors import MessageError
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer, Skipped
 from consumer.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 # A record and the function that acknowledges it at its origin once its replay has settled.
 Replayable = tuple[DeadLetterRecord, Callable[[], None]]
@@ -106,6 +113,7 @@ class ReplaySource:
         self._connected = False
         self.replayed = 0
         self.passed_over = 0
+        self.truncated = 0
 
     @property
     def connected(self) -> bool:
@@ -123,7 +131,11 @@ class ReplaySource:
                 now = time.time()
                 chunk = []
                 for record, ack in batch:
-                    if self._filter.accepts(record):
+                    if self._filter.accepts(record) and record.payload_truncated:
+                        self.truncated += 1
+                        warn_truncated(record)
+                        ack()  # like a record passed over: it stays in its origin, unreplayed
+                    elif self._filter.accepts(record):
                         chunk.append(message_of(record, now, ack))
                     else:
                         self.passed_over += 1
@@ -140,6 +152,27 @@ class ReplaySource:
         await asyncio.to_thread(self._origin.close)
 
 
+def warn_truncated(record: DeadLetterRecord) -> None:
+    """Say that ``record`` is cut and therefore not replayed, naming what the original was."""
+    coordinates = record.coordinates
+    log.warning(
+        "not replaying a cut dead letter: it kept %d of the original %s bytes (sha256 %s) of the "
+        "message from %s; recover the original elsewhere to replay it",
+        len(record.payload),
+        record.original_size,
+        record.original_sha256,
+        coordinates.get("topic"),
+        extra={
+            "reason": record.reason,
+            "source_topic": coordinates.get("topic"),
+            "source_partition": coordinates.get("partition"),
+            "source_offset": coordinates.get("offset"),
+            "original_size": record.original_size,
+            "original_sha256": record.original_sha256,
+        },
+    )
+
+
 def dry_run(
     origin: ReplayOrigin, selection: ReplayFilter, normalizer: Normalizer
 ) -> Iterator[dict[str, object]]:
@@ -150,6 +183,15 @@ def dry_run(
             if not selection.accepts(record):
                 continue
             outcome: dict[str, object] = {"topic": record.coordinates.get("topic"), "was": record.reason}
+            if record.payload_truncated:
+                warn_truncated(record)
+                outcome.update(
+                    result="truncated",
+                    original_size=record.original_size,
+                    original_sha256=record.original_sha256,
+                )
+                yield outcome
+                continue
             try:
                 result = normalizer.normalize(message_of(record, now, no_ack))
             except MessageError as exc:

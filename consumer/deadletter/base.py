@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +18,10 @@ class DeadLetterRecord:
 
     ``payload`` is the original bytes, unchanged. ``reason`` is a :class:`consumer.errors.Reason`
     value; ``detail`` the human explanation (the API's own words when it refused the event).
+
+    A *cut* record (``payload_truncated``) carries only a prefix of the payload: its destination
+    refused the whole one as too large. ``original_size`` and ``original_sha256`` then describe
+    the bytes that were lost, so the loss is explicit and the original can be matched elsewhere.
     """
 
     payload: bytes
@@ -29,6 +35,9 @@ class DeadLetterRecord:
     event_id: str | None = None
     status: int | None = None
     headers: tuple[tuple[str, bytes], ...] = field(default=())
+    payload_truncated: bool = False
+    original_size: int | None = None
+    original_sha256: str | None = None
 
     @classmethod
     def for_message(
@@ -58,6 +67,22 @@ class DeadLetterRecord:
             headers=message.headers,
         )
 
+    def cut(self, keep: int) -> DeadLetterRecord:
+        """A copy with only the first ``keep`` bytes of its payload, marked as cut.
+
+        The size and SHA-256 are those of the whole original payload, also when cutting an
+        already cut record again.
+        """
+        if self.payload_truncated:
+            return dataclasses.replace(self, payload=self.payload[: max(0, keep)])
+        return dataclasses.replace(
+            self,
+            payload=self.payload[: max(0, keep)],
+            payload_truncated=True,
+            original_size=len(self.payload),
+            original_sha256=hashlib.sha256(self.payload).hexdigest(),
+        )
+
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe form: the payload is base64, and also text when it is valid UTF-8 (for humans)."""
         out: dict[str, Any] = {
@@ -74,6 +99,10 @@ class DeadLetterRecord:
         }
         if self.headers:
             out["headers"] = [[k, base64.b64encode(v).decode("ascii")] for k, v in self.headers]
+        if self.payload_truncated:
+            out["payload_truncated"] = True
+            out["original_size"] = self.original_size
+            out["original_sha256"] = self.original_sha256
         return out
 
     @classmethod
@@ -92,6 +121,9 @@ class DeadLetterRecord:
             event_id=data.get("event_id"),
             status=data.get("status"),
             headers=headers,
+            payload_truncated=data.get("payload_truncated") is True,
+            original_size=None if data.get("original_size") is None else int(data["original_size"]),
+            original_sha256=None if data.get("original_sha256") is None else str(data["original_sha256"]),
         )
 
 

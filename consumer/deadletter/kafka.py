@@ -14,6 +14,15 @@ The record::
              vec.source.partition  vec.source.offset  vec.source.qos  vec.event_id  vec.status
              vec.attempts  vec.received_at  vec.dead_lettered_at
              (a header is left out when its value is unknown)
+             a cut record adds: vec.payload_truncated (true)  vec.original_size
+             vec.original_sha256 (hex)
+
+A record the broker refuses as too large (``MSG_SIZE_TOO_LARGE``, ``RECORD_LIST_TOO_LARGE``: the
+topic's ``max.message.bytes`` is smaller) is written again alone, whole if it fits that limit,
+else *cut*: the value keeps a prefix that fits the topic's limit minus the headers and headroom
+(or nothing, when even that is refused), marked with the headers above. The source partition then
+moves on and the loss is explicit (a warning naming the origin, and
+``vision_events_dead_letters_truncated_total{destination="kafka"}``).
 
 :func:`record_from_kafka_message` is the inverse, for replay.
 """
@@ -27,10 +36,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
 
 from consumer.config import KafkaDeadLetterConfig, KafkaSourceConfig
 from consumer.deadletter.base import DeadLetterRecord
 from consumer.errors import ConfigError, DeadLetterError
+from consumer.metrics import Metrics
 from consumer.sources.kafka import LibrdkafkaLog, Settings, is_security_setting, mask_settings, redact
 
 log = logging.getLogger(__name__)
@@ -48,6 +60,9 @@ STATUS: Final = "vec.status"
 ATTEMPTS: Final = "vec.attempts"
 RECEIVED_AT: Final = "vec.received_at"
 DEAD_LETTERED_AT: Final = "vec.dead_lettered_at"
+PAYLOAD_TRUNCATED: Final = "vec.payload_truncated"
+ORIGINAL_SIZE: Final = "vec.original_size"
+ORIGINAL_SHA256: Final = "vec.original_sha256"
 CONTEXT_HEADERS: Final = frozenset(
     {
         REASON,
@@ -63,6 +78,9 @@ CONTEXT_HEADERS: Final = frozenset(
         ATTEMPTS,
         RECEIVED_AT,
         DEAD_LETTERED_AT,
+        PAYLOAD_TRUNCATED,
+        ORIGINAL_SIZE,
+        ORIGINAL_SHA256,
     }
 )
 # Coordinates carried in headers: (coordinates key, header, is an integer).
@@ -83,6 +101,13 @@ _RECORD_HEADROOM_BYTES: Final = 64 * 1024
 # librdkafka refuses a larger message.max.bytes.
 _LIBRDKAFKA_MAX_MESSAGE_BYTES: Final = 1_000_000_000
 _FLUSH_MARGIN_SECONDS: Final = 2.0
+# The broker's refusals of a record (or of the batch holding it) as too large.
+_TOO_LARGE: Final = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+# Kafka's default max.message.bytes, assumed when the topic's own cannot be read.
+_KAFKA_DEFAULT_MAX_MESSAGE_BYTES: Final = 1_048_588
+# Room left under the topic's limit when cutting: record and batch framing, varints, and some slack
+# for a broker that counts a little differently.
+_CUT_HEADROOM_BYTES: Final = 1024
 # Aliases of the settings this writer forces.
 _FORCED_ALIASES: Final = ("request.required.acks", "delivery.timeout.ms")
 
@@ -116,6 +141,12 @@ def record_headers(record: DeadLetterRecord) -> list[tuple[str, bytes]]:
         (RECEIVED_AT, repr(float(record.received_at))),
         (DEAD_LETTERED_AT, repr(float(record.dead_lettered_at))),
     ]
+    if record.payload_truncated:
+        context += [
+            (PAYLOAD_TRUNCATED, "true"),
+            (ORIGINAL_SIZE, str(record.original_size)),
+            (ORIGINAL_SHA256, record.original_sha256 or ""),
+        ]
     return [*record.headers, *((k, v.encode("utf-8", "backslashreplace")) for k, v in context)]
 
 
@@ -155,6 +186,9 @@ def record_from_parts(
         event_id=context.get(EVENT_ID),
         status=_int(context, STATUS) if STATUS in context else None,
         headers=tuple(original),
+        payload_truncated=context.get(PAYLOAD_TRUNCATED) == "true",
+        original_size=_int(context, ORIGINAL_SIZE) if ORIGINAL_SIZE in context else None,
+        original_sha256=context.get(ORIGINAL_SHA256),
     )
 
 
@@ -244,10 +278,13 @@ class KafkaDeadLetterWriter:
         config: KafkaDeadLetterConfig,
         source: KafkaSourceConfig | None,
         max_message_bytes: int | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.topic = config.topic
         self._timeout = config.timeout_seconds
         self._settings = producer_settings(config, source, max_message_bytes)
+        self._metrics = metrics
         self._lock = asyncio.Lock()
         self._fatal = False
         self._producer: Producer | None = self._new_producer()
@@ -284,38 +321,151 @@ class KafkaDeadLetterWriter:
         async with self._lock:
             await asyncio.to_thread(self._write, list(records))
 
-    def _write(self, records: list[DeadLetterRecord]) -> None:
+    def _usable_producer(self) -> Producer:
         if self._producer is None or self._fatal:
             # An idempotent producer that hit a fatal error cannot be used again: start afresh.
             self._fatal = False
             self._producer = self._new_producer()
-        producer = self._producer
+        return self._producer
+
+    def _write(self, records: list[DeadLetterRecord]) -> None:
+        producer = self._usable_producer()
         deadline = time.monotonic() + self._timeout
-        failures: list[str] = []
-        acked = 0
+        results: dict[int, KafkaError | None] = {}
 
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            nonlocal acked
-            if error is None:
-                acked += 1
-                return
-            if error.fatal():
-                self._fatal = True
-            failures.append(redact(str(error), self._settings))
+        def reporter(index: int) -> Callable[[KafkaError | None, Message], None]:
+            def delivered(error: KafkaError | None, _message: Message) -> None:
+                if error is not None and error.fatal():
+                    self._fatal = True
+                results[index] = error
 
-        for record in records:
-            self._produce(producer, record, delivered, deadline)
+            return delivered
+
+        for index, record in enumerate(records):
+            refused = self._produce(producer, record, reporter(index), deadline)
+            if refused is not None:
+                results[index] = refused
         remaining = producer.flush(max(0.0, deadline - time.monotonic()) + _FLUSH_MARGIN_SECONDS)
         if remaining:
             raise DeadLetterError(
                 f"{remaining} dead letter(s) not acknowledged by Kafka topic {self.topic} "
                 f"within {self._timeout:g}s"
             )
-        if failures or acked != len(records):
+        too_large: list[int] = []
+        failures: list[str] = []
+        for index in range(len(records)):
+            error = results.get(index, _NO_REPORT)
+            if error is None:
+                continue
+            if error is _NO_REPORT:
+                failures.append("no delivery report")
+            elif error.code() in _TOO_LARGE:
+                too_large.append(index)
+            else:
+                failures.append(redact(str(error), self._settings))
+        if failures:
             raise DeadLetterError(
-                f"{len(records) - acked} of {len(records)} dead letter(s) not written to Kafka topic "
-                f"{self.topic}: {failures[0] if failures else 'no delivery report'}"
+                f"{len(failures)} of {len(records)} dead letter(s) not written to Kafka topic "
+                f"{self.topic}: {failures[0]}"
             )
+        if too_large:
+            # Read afresh for each write: an operator who raised the limit gets whole records again.
+            limit = self._read_topic_limit(deadline)
+            for index in too_large:
+                self._write_refused(records[index], limit, deadline)
+
+    def _write_refused(self, record: DeadLetterRecord, limit: int, deadline: float) -> None:
+        """Write alone a record refused as too large: whole if it fits the topic's ``limit``, else cut."""
+        room = limit - _record_size(record.cut(0)) - _CUT_HEADROOM_BYTES
+        # Refused in a batch with others, a record that fits on its own is written whole.
+        attempts: list[DeadLetterRecord] = [record] if room >= len(record.payload) else []
+        if 0 < room < len(record.payload):
+            attempts.append(record.cut(room))
+        attempts.append(record.cut(0))  # the context and the markers, when no prefix fits
+        error: KafkaError | None = None
+        for attempt in attempts:
+            error = self._produce_alone(attempt, deadline)
+            if error is None:
+                if attempt.payload_truncated:
+                    self._report_cut(attempt, limit)
+                return
+            if error.code() not in _TOO_LARGE:
+                break
+        raise DeadLetterError(
+            f"Kafka topic {self.topic} refused a dead letter of {len(record.payload)} bytes, "
+            f"also cut: {redact(str(error), self._settings)}"
+        )
+
+    def _produce_alone(self, record: DeadLetterRecord, deadline: float) -> KafkaError | None:
+        """Produce one record and wait for its report: its error, or None once acknowledged."""
+        producer = self._usable_producer()
+        reports: list[KafkaError | None] = []
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None and error.fatal():
+                self._fatal = True
+            reports.append(error)
+
+        refused = self._produce(producer, record, delivered, deadline)
+        if refused is not None:
+            return refused
+        if producer.flush(max(0.0, deadline - time.monotonic()) + _FLUSH_MARGIN_SECONDS) or not reports:
+            raise DeadLetterError(
+                f"a dead letter was not acknowledged by Kafka topic {self.topic} within {self._timeout:g}s"
+            )
+        return reports[0]
+
+    def _read_topic_limit(self, deadline: float) -> int:
+        """The dead-letter topic's ``max.message.bytes``; Kafka's default when it cannot be read."""
+        conf: dict[str, Any] = {
+            k: v for k, v in self._settings.items() if k == "bootstrap.servers" or is_security_setting(k)
+        }
+        conf["logger"] = LibrdkafkaLog(f"{__name__}.librdkafka")
+        # This short-lived client is never polled, so its logs would bypass the logger: keep the
+        # informational ones (a purge notice when it is destroyed) out of stderr.
+        conf["log_level"] = 4
+        timeout = max(1.0, deadline - time.monotonic())
+        try:
+            admin = AdminClient(conf)
+            resource = ConfigResource(ConfigResource.Type.TOPIC, self.topic)
+            entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(
+                timeout=timeout
+            )
+            return int(entries["max.message.bytes"].value)
+        except (KafkaException, KeyError, ValueError, TypeError, TimeoutError) as exc:
+            log.warning(
+                "cannot read max.message.bytes of the dead-letter topic %s (%s); assuming %d",
+                self.topic,
+                redact(str(exc), self._settings),
+                _KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+            )
+            return _KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+
+    def _report_cut(self, record: DeadLetterRecord, limit: int) -> None:
+        coordinates = record.coordinates
+        log.warning(
+            "dead letter cut to fit Kafka topic %s (max.message.bytes %d): kept %d of %d bytes "
+            "of the message from %s partition %s offset %s, sha256 %s",
+            self.topic,
+            limit,
+            len(record.payload),
+            record.original_size,
+            coordinates.get("topic"),
+            coordinates.get("partition"),
+            coordinates.get("offset"),
+            record.original_sha256,
+            extra={
+                "dead_letter_topic": self.topic,
+                "source_topic": coordinates.get("topic"),
+                "source_partition": coordinates.get("partition"),
+                "source_offset": coordinates.get("offset"),
+                "original_size": record.original_size,
+                "original_sha256": record.original_sha256,
+                "kept_bytes": len(record.payload),
+            },
+        )
+        if self._metrics is not None:
+            self._metrics.dead_letters_truncated.labels("kafka").inc()
 
     def _produce(
         self,
@@ -323,7 +473,8 @@ class KafkaDeadLetterWriter:
         record: DeadLetterRecord,
         on_delivery: Callable[[KafkaError | None, Message], None],
         deadline: float,
-    ) -> None:
+    ) -> KafkaError | None:
+        """Queue ``record``; the error when the producer itself refuses it as too large, else None."""
         headers: list[tuple[str, str | bytes | None]] = [*record_headers(record)]
         while True:
             try:
@@ -343,10 +494,13 @@ class KafkaDeadLetterWriter:
                 producer.poll(0.1)
                 continue
             except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is not None and error.code() in _TOO_LARGE:
+                    return error
                 raise DeadLetterError(
                     f"cannot produce a dead letter to {self.topic}: {redact(str(exc), self._settings)}"
                 ) from None
-            return
+            return None
 
     async def aclose(self) -> None:
         """Wait for anything still queued, then release the producer."""
@@ -354,3 +508,14 @@ class KafkaDeadLetterWriter:
             producer, self._producer = self._producer, None
             if producer is not None:
                 await asyncio.to_thread(producer.flush, self._timeout)
+
+
+# Marks a record without a delivery report.
+_NO_REPORT: Final = KafkaError(KafkaError._FAIL)
+
+
+def _record_size(record: DeadLetterRecord) -> int:
+    """An upper estimate of ``record``'s size in a record batch: value, key, headers and varints."""
+    key = record_key(record)
+    headers = sum(len(name.encode("utf-8")) + len(value) + 10 for name, value in record_headers(record))
+    return len(record.payload) + (len(key) if key is not None else 0) + headers + 32

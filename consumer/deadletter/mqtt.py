@@ -10,6 +10,14 @@ The writer has its own connection (client id: the source's + ``-dlq``, a clean s
 source's broker unless ``dead_letter.mqtt.url`` names another; credentials and TLS files are the
 source's. After a failed write the connection is discarded, with whatever paho still held queued,
 so that retries of the same records do not pile up unbounded in memory.
+
+A record whose PUBLISH would exceed the broker's Maximum Packet Size (MQTT 5: from its CONNACK;
+``dead_letter.mqtt.max_packet_bytes`` when set, the smaller of both) is written *cut*: the JSON
+record keeps a prefix of the payload that fits (possibly none) and adds ``"payload_truncated":
+true``, ``"original_size"`` and ``"original_sha256"`` (with MQTT 5 also as user properties). A
+broker drops the connection on an oversized packet, so the whole record would be resent, and
+refused, forever. Each cut is logged with the origin's coordinates and counted in
+``vision_events_dead_letters_truncated_total{destination="mqtt"}``.
 """
 
 from __future__ import annotations
@@ -30,12 +38,17 @@ from paho.mqtt.reasoncodes import ReasonCode
 from consumer.config import MqttDeadLetterConfig, MqttSourceConfig
 from consumer.deadletter.base import DeadLetterRecord
 from consumer.errors import ConfigError, DeadLetterError
+from consumer.metrics import Metrics
 from consumer.sources.mqtt_client import new_client, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
 _MAX_PROPERTY_CHARS = 512
 _STOP_TIMEOUT_SECONDS = 5.0
+# MQTT's own limit on a packet (the largest Remaining Length, 268435455, plus the fixed header).
+_MQTT_MAX_PACKET_BYTES = 268_435_460
+# Slack under the packet limit when cutting: the Remaining Length may grow by a byte or more.
+_CUT_HEADROOM_BYTES = 64
 
 
 def record_from_mqtt_payload(payload: bytes | bytearray) -> DeadLetterRecord:
@@ -61,6 +74,7 @@ class MqttDeadLetterWriter:
         source: MqttSourceConfig,
         *,
         source_filters: Sequence[str] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         """``source_filters``: what the MQTT source subscribes to, when it reads the same broker.
 
@@ -86,6 +100,8 @@ class MqttDeadLetterWriter:
                         f"{topic_filter!r}: the consumer would read its own dead letters"
                     )
         self.client_id = f"{source.client_id}-dlq"
+        self._metrics = metrics
+        self._broker_max_packet: int | None = None
         self._client: paho.Client | None = None
         self._lock = asyncio.Lock()
         self._state = threading.Condition()
@@ -100,7 +116,7 @@ class MqttDeadLetterWriter:
         """Publish every record and wait for the broker to confirm each, else raise DeadLetterError."""
         if not records:
             return
-        messages = [(orjson.dumps(r.to_json_dict()), self._properties(r)) for r in records]
+        messages = [(r, orjson.dumps(r.to_json_dict()), self._properties(r)) for r in records]
         async with self._lock:
             try:
                 await asyncio.to_thread(self._publish_all, messages)
@@ -115,7 +131,7 @@ class MqttDeadLetterWriter:
 
     # -- worker thread ----------------------------------------------------------------------------------
 
-    def _publish_all(self, messages: list[tuple[bytes, Properties | None]]) -> None:
+    def _publish_all(self, messages: list[tuple[DeadLetterRecord, bytes, Properties | None]]) -> None:
         timeout = self._config.timeout_seconds
         deadline = time.monotonic() + timeout
         client = self._ensure_client()
@@ -123,7 +139,9 @@ class MqttDeadLetterWriter:
             if not self._state.wait_for(lambda: self._link_up, timeout=max(0.0, deadline - time.monotonic())):
                 raise DeadLetterError(f"dead-letter broker {self.address} not reachable within {timeout:g}s")
         mids = []
-        for payload, properties in messages:
+        limit = self._max_packet()
+        for record, whole, whole_properties in messages:
+            payload, properties = self._fitting(record, whole, whole_properties, limit)
             try:
                 info = client.publish(
                     self._config.topic, payload, qos=self._config.qos, properties=properties
@@ -153,6 +171,62 @@ class MqttDeadLetterWriter:
                 f"{self._config.topic!r}: {refused[0]}"
             )
         self.published += len(mids)
+
+    def _max_packet(self) -> int:
+        """The largest PUBLISH this connection may send (see the module docstring)."""
+        limits = [_MQTT_MAX_PACKET_BYTES]
+        if self._config.max_packet_bytes is not None:
+            limits.append(self._config.max_packet_bytes)
+        with self._state:
+            if self._broker_max_packet is not None:
+                limits.append(self._broker_max_packet)
+        return min(limits)
+
+    def _packet_size(self, payload: bytes, properties: Properties | None) -> int:
+        """The bytes of the PUBLISH packet carrying ``payload``: what the broker's limit counts."""
+        remaining = 2 + len(self._config.topic.encode("utf-8")) + 2 + len(payload)  # topic, packet id
+        if properties is not None:
+            remaining += len(properties.pack())  # type: ignore[no-untyped-call]
+        return 1 + 4 + remaining  # the fixed header, its Remaining Length counted at its longest
+
+    def _fitting(
+        self, record: DeadLetterRecord, payload: bytes, properties: Properties | None, limit: int
+    ) -> tuple[bytes, Properties | None]:
+        """``record``'s message, cut when its packet would exceed ``limit``."""
+        if self._packet_size(payload, properties) <= limit:
+            return payload, properties
+        empty = record.cut(0)
+        overhead = self._packet_size(orjson.dumps(empty.to_json_dict()), self._properties(empty))
+        room = limit - overhead - _CUT_HEADROOM_BYTES
+        if room < 0:
+            raise DeadLetterError(
+                f"a dead letter does not fit the broker's maximum packet size ({limit} bytes) "
+                f"even without its payload"
+            )
+        # The payload travels as base64: 4 characters for every 3 bytes.
+        cut = record.cut(min(len(record.payload), room // 4 * 3))
+        coordinates = record.coordinates
+        log.warning(
+            "dead letter cut to fit the MQTT broker's maximum packet size (%d bytes): kept %d of %d "
+            "bytes of the message from %s, sha256 %s",
+            limit,
+            len(cut.payload),
+            cut.original_size,
+            coordinates.get("topic"),
+            cut.original_sha256,
+            extra={
+                "dead_letter_topic": self._config.topic,
+                "source_topic": coordinates.get("topic"),
+                "source_partition": coordinates.get("partition"),
+                "source_offset": coordinates.get("offset"),
+                "original_size": cut.original_size,
+                "original_sha256": cut.original_sha256,
+                "kept_bytes": len(cut.payload),
+            },
+        )
+        if self._metrics is not None:
+            self._metrics.dead_letters_truncated.labels("mqtt").inc()
+        return orjson.dumps(cut.to_json_dict()), self._properties(cut)
 
     def _ensure_client(self) -> paho.Client:
         if self._client is not None:
@@ -210,6 +284,12 @@ class MqttDeadLetterWriter:
             "status": "" if record.status is None else str(record.status),
             "attempts": str(record.attempts),
         }
+        if record.payload_truncated:
+            pairs |= {
+                "payload_truncated": "true",
+                "original_size": str(record.original_size),
+                "original_sha256": record.original_sha256 or "",
+            }
         properties.UserProperty = [
             (key, value[:_MAX_PROPERTY_CHARS]) for key, value in pairs.items() if value
         ]
@@ -217,7 +297,9 @@ class MqttDeadLetterWriter:
 
     # -- paho callbacks (network thread) ----------------------------------------------------------------
 
-    def _on_connect(self, _c: paho.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+    def _on_connect(
+        self, _c: paho.Client, _u: Any, _f: Any, reason: ReasonCode, properties: Properties | None
+    ) -> None:
         if reason.is_failure:
             log.error(
                 "the dead-letter broker refused the connection: %s",
@@ -225,7 +307,10 @@ class MqttDeadLetterWriter:
                 extra={"broker": str(self.address)},
             )
             return
+        # MQTT 5: the broker announces the largest packet it accepts (absent: no limit but MQTT's).
+        announced = getattr(properties, "MaximumPacketSize", None) if self._v5 else None
         with self._state:
+            self._broker_max_packet = announced if isinstance(announced, int) else None
             self._link_up = True
             self._state.notify_all()
 

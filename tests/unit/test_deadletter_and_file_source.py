@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import orjson
@@ -30,6 +31,19 @@ def test_jsonl_dead_letters_round_trip_original_bytes(tmp_path: Path) -> None:
     assert records == [record, record]
     assert records[0].payload == raw
     assert records[0].coordinates == {"source": "test", "topic": "a/b", "partition": 3, "offset": 42}
+
+
+def test_a_cut_record_keeps_its_markers_in_json_and_a_whole_one_has_none() -> None:
+    raw = bytes(range(256)) * 4
+    record = DeadLetterRecord.for_message(message("a/b", raw), reason="message_too_large", detail="", now=1.0)
+    cut = record.cut(10)
+    data = cut.to_json_dict()
+    assert data["payload_truncated"] is True
+    assert data["original_size"] == len(raw)
+    assert data["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert DeadLetterRecord.from_json_dict(orjson.loads(orjson.dumps(data))) == cut
+    assert "payload_truncated" not in record.to_json_dict()
+    assert not DeadLetterRecord.from_json_dict(record.to_json_dict()).payload_truncated
 
 
 def test_file_source_line_forms() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 import time
@@ -98,6 +99,22 @@ def test_reading_a_consumed_message_back_into_a_record() -> None:
         headers=list(record_headers(record)),
     )  # fmt: skip
     assert record_from_kafka_message(message) == record
+
+
+def test_a_cut_record_carries_its_markers_and_round_trips() -> None:
+    record = _kafka_record()
+    cut = record.cut(4)
+    assert cut.payload == record.payload[:4]
+    context = dict(record_headers(cut)[3:])
+    assert context["vec.payload_truncated"] == b"true"
+    assert context["vec.original_size"] == str(len(record.payload)).encode()
+    assert context["vec.original_sha256"] == hashlib.sha256(record.payload).hexdigest().encode()
+    assert record_from_parts(cut.payload, record_key(cut), record_headers(cut)) == cut
+    # Cut again (to nothing), it still describes the original bytes.
+    assert cut.cut(0).original_sha256 == cut.original_sha256 and cut.cut(0).payload == b""
+    # A whole record has no markers, and reads back as whole.
+    assert not {"vec.payload_truncated", "vec.original_size"} & {n for n, _ in record_headers(record)}
+    assert not record_from_parts(record.payload, None, record_headers(record)).payload_truncated
 
 
 def test_a_message_that_is_no_dead_letter_is_refused() -> None:
