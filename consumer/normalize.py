@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, cast
 
+import jmespath.exceptions
+from jmespath.parser import ParsedResult
 from pydantic import ValidationError as PydanticValidationError
 
 from consumer import contract
@@ -25,7 +27,7 @@ from consumer.formats import ModelOutput, PredictionFormat, convert_predictions,
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
 from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
-from consumer.routing.values import ValueSpec
+from consumer.routing.values import ValueSpec, condition_holds
 from consumer.urls import host_allowed
 from consumer.validation import (
     build_event_data,
@@ -49,6 +51,8 @@ class SkipReason(StrEnum):
 
     COOLDOWN = "suppressed"
     NO_ALERT = "filtered"
+    # The route's ``when`` condition was false: filtered too, under its own label so it can be told apart.
+    WHEN = "filtered_when"
     UNROUTED = "unrouted"
 
 
@@ -191,6 +195,8 @@ class Normalizer:
         document = decode_message(
             message.payload, max_bytes=self._limits.max_message_bytes, max_depth=self._limits.max_json_depth
         )
+        if route.when is not None and not _condition_holds(route.when, route.name, document):
+            return Skipped(SkipReason.WHEN, route.name)
         context: dict[str, Any] = {"topic": message.topic, **captures}
         draft = self._collect(route, document, context)
         return self._build(route, message, draft, context)
@@ -416,6 +422,17 @@ class Normalizer:
                 "only http(s) URLs on a host in images.url_allowed_hosts are fetched",
                 path,
             )
+
+
+def _condition_holds(condition: ParsedResult, route: str, document: Any) -> bool:
+    """Evaluate a route's ``when`` once; a condition that cannot apply to this message refuses it."""
+    try:
+        return condition_holds(condition, document)
+    except jmespath.exceptions.JMESPathError as exc:
+        # e.g. a function given the wrong type; dead-lettered rather than guessed true or false.
+        raise ValidationError(
+            Reason.INVALID_VALUE, f"route {route!r}: condition 'when' cannot be evaluated: {exc}"
+        ) from None
 
 
 def _take_message_fields(

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from jmespath.parser import ParsedResult
+
 from consumer.contract import EventType
 from consumer.routing.rules import AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import TopicPattern
@@ -77,3 +79,5 @@ class Route:
     alert: AlertRule | None
     cooldown: Cooldown | None
     no_image_policy: NoImagePolicy
+    # ``when:``: a JMESPath condition over the decoded message; a false result settles it as filtered.
+    when: ParsedResult | None = None

@@ -15,7 +15,7 @@ from consumer.errors import ConfigError
 from consumer.routing.route import EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
 from consumer.routing.rules import AlertClass, AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import compile_filter, compile_regex
-from consumer.routing.values import parse_template, parse_value
+from consumer.routing.values import compile_condition, parse_template, parse_value
 
 
 class UnroutedPolicy(StrEnum):
@@ -76,6 +76,7 @@ class RouteSpec(_Strict):
     """One route as written in the file."""
 
     name: str | None = None
+    when: str | None = Field(None, description="JMESPath condition over the message; false -> filtered.")
     match: str | None = Field(None, description="MQTT filter with {name} captures.")
     match_regex: str | None = Field(None, description="Full-match regex; named groups are captures.")
     format: MessageFormat = Field(MessageFormat.AUTO, description="auto, envelope, or a model-output format.")
@@ -146,6 +147,7 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
             for k, v in spec.safety_alert.classes.items()
         }
         alert = AlertRule(classes, spec.safety_alert.min_confidence)
+    when = None if spec.when is None else compile_condition(spec.when, f"{where}.when")
     return Route(
         name=name,
         pattern=pattern,
@@ -159,6 +161,7 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         alert=alert,
         cooldown=cooldown,
         no_image_policy=spec.predictions_without_image,
+        when=when,
     )
 
 
