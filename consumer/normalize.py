@@ -199,6 +199,8 @@ class Normalizer:
             return Skipped(SkipReason.WHEN, route.name)
         context: dict[str, Any] = {"topic": message.topic, **captures}
         draft = self._collect(route, document, context)
+        if route.class_map is not None and draft.output is not None:
+            _rename_classes(draft.output.annotations, route.class_map)
         return self._build(route, message, draft, context)
 
     # -- collecting values ---------------------------------------------------------------------------
@@ -241,9 +243,11 @@ class Normalizer:
                 metadata.update(envelope_metadata)
             output = None
             if predictions is not None:
-                output = convert_predictions(predictions, PredictionFormat.AUTO, path="predictions")
+                output = convert_predictions(
+                    predictions, PredictionFormat.AUTO, path="predictions", options=route.options
+                )
         else:
-            output = convert_predictions(document, _RAW_FORMATS[fmt], path="")
+            output = convert_predictions(document, _RAW_FORMATS[fmt], path="", options=route.options)
             message_set = _take_message_fields(output, values, metadata)
         return _Draft(event_type, use_case, values, metadata, output, message_set)
 
@@ -433,6 +437,15 @@ def _condition_holds(condition: ParsedResult, route: str, document: Any) -> bool
         raise ValidationError(
             Reason.INVALID_VALUE, f"route {route!r}: condition 'when' cannot be evaluated: {exc}"
         ) from None
+
+
+def _rename_classes(annotations: Annotations, class_map: Mapping[str, str]) -> None:
+    """Apply a route's ``class_map`` in place: the converters built these lists for this message alone."""
+    for items in annotations.values():
+        for annotation in items:
+            renamed = class_map.get(annotation["class"])
+            if renamed is not None:
+                annotation["class"] = renamed
 
 
 def _take_message_fields(

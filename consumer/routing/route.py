@@ -10,6 +10,7 @@ from typing import Final
 from jmespath.parser import ParsedResult
 
 from consumer.contract import EventType
+from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions
 from consumer.routing.rules import AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import TopicPattern
 from consumer.routing.values import ValueSpec
@@ -81,3 +82,7 @@ class Route:
     no_image_policy: NoImagePolicy
     # ``when:``: a JMESPath condition over the decoded message; a false result settles it as filtered.
     when: ParsedResult | None = None
+    # ``class_map:``: class names renamed in every annotation list, before the rules read them.
+    class_map: Mapping[str, str] | None = None
+    # ``default_confidence:`` and ``image_size:``, for the converters.
+    options: ConvertOptions = DEFAULT_OPTIONS

@@ -12,6 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from consumer.contract import SEVERITIES, EventType
 from consumer.errors import ConfigError
+from consumer.formats.common import DEFAULT_OPTIONS, MAX_IMAGE_SIDE, ConvertOptions
 from consumer.routing.route import EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
 from consumer.routing.rules import AlertClass, AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import compile_filter, compile_regex
@@ -72,6 +73,13 @@ class CooldownSpec(_Strict):
     key: str = "{topic}"
 
 
+class ImageSizeSpec(_Strict):
+    """``image_size:`` in a route: the size of the publisher's frames, in pixels."""
+
+    width: int = Field(gt=0, le=MAX_IMAGE_SIDE)
+    height: int = Field(gt=0, le=MAX_IMAGE_SIDE)
+
+
 class RouteSpec(_Strict):
     """One route as written in the file."""
 
@@ -89,6 +97,13 @@ class RouteSpec(_Strict):
     safety_alert: AlertRuleSpec | None = None
     cooldown: CooldownSpec | None = None
     predictions_without_image: NoImagePolicy = NoImagePolicy.DELIVER_WITHOUT_ANNOTATIONS
+    class_map: dict[str, str] = Field(default_factory=dict, description="Class renames, before the rules.")
+    default_confidence: float | None = Field(
+        None, ge=0, le=1, description="Confidence of a detection the publisher gave none."
+    )
+    image_size: ImageSizeSpec | None = Field(
+        None, description="Frame size for normalized coordinates when the message states none."
+    )
 
     @model_validator(mode="after")
     def _one_matcher(self) -> RouteSpec:
@@ -148,6 +163,17 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         }
         alert = AlertRule(classes, spec.safety_alert.min_confidence)
     when = None if spec.when is None else compile_condition(spec.when, f"{where}.when")
+    empty = sorted(source for source, target in spec.class_map.items() if not target)
+    if empty:
+        raise ConfigError(f"{where}.class_map: {empty} map to an empty class name")
+    options = DEFAULT_OPTIONS
+    if spec.image_size is not None or spec.default_confidence is not None:
+        size = spec.image_size
+        options = ConvertOptions(
+            image_width=None if size is None else size.width,
+            image_height=None if size is None else size.height,
+            default_confidence=spec.default_confidence,
+        )
     return Route(
         name=name,
         pattern=pattern,
@@ -162,6 +188,8 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         cooldown=cooldown,
         no_image_policy=spec.predictions_without_image,
         when=when,
+        class_map=spec.class_map or None,
+        options=options,
     )
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.config import BatchConfig
+from consumer.config import BatchConfig, ImagesConfig
 from consumer.errors import ConfigError, MessageError, Reason
+from consumer.formats import ConvertOptions, PredictionFormat, convert_predictions
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.normalize import Skipped, SkipReason
@@ -123,3 +124,97 @@ def test_when_false_is_acknowledged_counted_as_filtered_when_and_not_dead_letter
         assert metrics.registry.get_sample_value("vision_events_messages_normalized_total", labels) == 1
 
     asyncio.run(scenario())
+
+
+# -- class_map, default_confidence, image_size -------------------------------------------------------
+
+COUNT_ROUTES = """
+routes:
+  - name: cars
+    match: "deepstream/{sensor}"
+    event_type: inventory_count
+    use_case: parking
+    class_map: {vehicle: car, sedan: saloon}
+    inventory_count: {item_classes: [car], min_confidence: 0.5}
+    default_confidence: 0.75
+    image_size: {width: 1920, height: 1080}
+    fields: {input_image: "http://cams.local/frame.jpg"}
+  - name: envelope
+    match: "events/#"
+    class_map: {defect: scratch}
+    quality_check: {fail_classes: [scratch], min_confidence: 0.5}
+"""
+
+
+CAMS = ImagesConfig(url_allowed_hosts=["cams.local"])
+
+
+def test_class_map_renames_every_list_before_the_rules_count() -> None:
+    event = _event(normalizer(COUNT_ROUTES, images=CAMS).normalize(message("deepstream/cam", _deepstream())))
+    assert [d["class"] for d in event.annotations["objectDetections"]] == ["car"]
+    assert [c["class"] for c in event.annotations["classifications"]] == ["saloon", "Bugatti", "M", "blue"]
+    assert event.event_data["itemCount"] == 1  # the rule saw "car", not "vehicle"
+
+
+def test_class_map_applies_to_envelope_predictions_too() -> None:
+    envelope = {
+        "event_type": "quality_check",
+        "use_case": "qc",
+        "input_image": {"url": "http://cams.local/frame-2.jpg"},
+        "predictions": {
+            "image": {"width": 64, "height": 48},
+            "predictions": [
+                {"x": 5, "y": 5, "width": 2, "height": 2, "confidence": 0.9, "class": "defect", "class_id": 0}
+            ],
+        },
+    }
+    event = _event(normalizer(COUNT_ROUTES, images=CAMS).normalize(message("events/a", envelope)))
+    assert event.annotations["objectDetections"][0]["class"] == "scratch"
+    assert event.event_data["result"] == "fail"
+
+
+def test_default_confidence_fills_only_a_missing_score() -> None:
+    n = normalizer(COUNT_ROUTES, images=CAMS)
+    unscored = _deepstream()
+    del unscored["object"]["vehicle"]["confidence"]
+    event = _event(n.normalize(message("deepstream/cam", unscored)))
+    assert event.annotations["objectDetections"][0]["confidence"] == 0.75
+    scored = _event(n.normalize(message("deepstream/cam", _deepstream())))
+    assert scored.annotations["objectDetections"][0]["confidence"] == 0.6904296875
+    # Without the route's default the project rule applies: 0.0, which the count rule leaves out.
+    plain = normalizer(COUNT_ROUTES.replace("default_confidence: 0.75", ""), images=CAMS)
+    assert _event(plain.normalize(message("deepstream/cam", unscored))).event_data["itemCount"] == 0
+
+
+def test_route_options_reach_the_converter(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[ConvertOptions] = []
+
+    def spy(value: Any, fmt: Any, *, path: str, options: ConvertOptions) -> Any:
+        seen.append(options)
+        return convert_predictions(value, fmt, path=path, options=options)
+
+    monkeypatch.setattr("consumer.normalize.convert_predictions", spy)
+    normalizer(COUNT_ROUTES, images=CAMS).normalize(message("deepstream/cam", _deepstream()))
+    assert seen == [ConvertOptions(image_width=1920, image_height=1080, default_confidence=0.75)]
+    output = convert_predictions(_deepstream(), PredictionFormat.DEEPSTREAM, path="", options=seen[0])
+    assert (output.image_width, output.image_height) == (1920, 1080)
+
+
+@pytest.mark.parametrize(
+    ("extra", "complaint"),
+    [
+        ("default_confidence: 1.5", "default_confidence"),
+        ("default_confidence: -0.1", "default_confidence"),
+        ("image_size: {width: 0, height: 10}", "image_size.width"),
+        ("image_size: {width: 10}", "image_size.height"),
+        ("image_size: {width: 10, height: 10, depth: 3}", "image_size.depth"),
+        (
+            "class_map: {vehicle: ''}",
+            r"routes\[0\] \(r\)\.class_map: \['vehicle'\] map to an empty class name",
+        ),
+        ("class_map: {vehicle: [car]}", "class_map.vehicle"),
+    ],
+)
+def test_route_options_are_checked_at_load(extra: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        routes(f"routes:\n  - name: r\n    match: a\n    {extra}\n")
