@@ -77,6 +77,8 @@ class _Draft:
 
 
 Getter = Callable[[Any, Mapping[str, Any]], Any]
+# What a message states itself: predictions, fields, custom metadata, event type, use case.
+_Read = tuple[ModelOutput | None, dict[str, Any], dict[str, Any] | None, Any, Any]
 
 
 def compile_value(spec: ValueSpec) -> Getter:
@@ -206,6 +208,12 @@ class Normalizer:
     # -- collecting values ---------------------------------------------------------------------------
 
     def _collect(self, route: Route, document: dict[str, Any] | list[Any], context: dict[str, Any]) -> _Draft:
+        output, given, given_metadata, event_type, use_case = self._read(route, document)
+        if output is not None and output.context:
+            # Names the message states (tracking id, camera, count...) for the route's templates;
+            # a topic capture of the same name wins: the route spelled it out.
+            for name, value in output.context.items():
+                context.setdefault(name, value)
         plan = self._plan_of(route)
         values: dict[str, Any] = {}
         for name, get in plan.fields:
@@ -217,39 +225,39 @@ class Normalizer:
             value = get(document, context)
             if value is not None:
                 metadata[key] = value
-        event_type: Any = route.event_type
-        use_case = None if plan.use_case is None else plan.use_case(document, context)
+        # The message's own values win over the route's (see docs/routing.md).
+        if given:
+            values.update(given)
+        if given_metadata:
+            metadata.update(given_metadata)
+        if event_type is None:
+            event_type = route.event_type
+        if use_case is None and plan.use_case is not None:
+            use_case = plan.use_case(document, context)
+        return _Draft(event_type, use_case, values, metadata, output, frozenset(given))
 
+    def _read(self, route: Route, document: dict[str, Any] | list[Any]) -> _Read:
+        """The message's predictions and the fields it states itself, in the route's format."""
         fmt = route.format
         if fmt is MessageFormat.AUTO:
             fmt = self._detect(document)
-        message_set: frozenset[str] = frozenset()
-        if fmt is MessageFormat.ENVELOPE:
-            if not isinstance(document, dict):
-                raise FormatError(Reason.NOT_AN_OBJECT, "an envelope message must be a JSON object")
-            # The envelope's own non-null fields; what is left after these four are its EVENT_FIELDS.
-            given = envelope_fields(document)
-            predictions = given.pop("predictions", None)
-            envelope_event_type = given.pop("event_type", None)
-            envelope_use_case = given.pop("use_case", None)
-            envelope_metadata = given.pop("custom_metadata", None)
-            message_set = frozenset(given)
-            values.update(given)
-            if envelope_event_type is not None:
-                event_type = envelope_event_type
-            if envelope_use_case is not None:
-                use_case = envelope_use_case
-            if envelope_metadata:
-                metadata.update(envelope_metadata)
-            output = None
-            if predictions is not None:
-                output = convert_predictions(
-                    predictions, PredictionFormat.AUTO, path="predictions", options=route.options
-                )
-        else:
-            output = convert_predictions(document, _RAW_FORMATS[fmt], path="", options=route.options)
-            message_set = _take_message_fields(output, values, metadata)
-        return _Draft(event_type, use_case, values, metadata, output, message_set)
+        if fmt is not MessageFormat.ENVELOPE:
+            converted = convert_predictions(document, _RAW_FORMATS[fmt], path="", options=route.options)
+            return converted, converted.values, converted.metadata, None, None
+        if not isinstance(document, dict):
+            raise FormatError(Reason.NOT_AN_OBJECT, "an envelope message must be a JSON object")
+        # The envelope's own non-null fields; what is left after these four are its EVENT_FIELDS.
+        given = envelope_fields(document)
+        predictions = given.pop("predictions", None)
+        event_type = given.pop("event_type", None)
+        use_case = given.pop("use_case", None)
+        metadata = given.pop("custom_metadata", None)
+        output: ModelOutput | None = None
+        if predictions is not None:
+            output = convert_predictions(
+                predictions, PredictionFormat.AUTO, path="predictions", options=route.options
+            )
+        return output, given, metadata, event_type, use_case
 
     def _plan_of(self, route: Route) -> _Plan:
         plan = self._plans.get(id(route))
@@ -446,21 +454,6 @@ def _rename_classes(annotations: Annotations, class_map: Mapping[str, str]) -> N
             renamed = class_map.get(annotation["class"])
             if renamed is not None:
                 annotation["class"] = renamed
-
-
-def _take_message_fields(
-    output: ModelOutput, values: dict[str, Any], metadata: dict[str, Any]
-) -> frozenset[str]:
-    """Merge the fields an edge-stack message states itself (capture time, stream id...).
-
-    The message's own value wins over the route's, as with the envelope; returns their names.
-    """
-    if output.metadata:
-        metadata.update(output.metadata)
-    if not output.values:
-        return frozenset()
-    values.update(output.values)
-    return frozenset(output.values)
 
 
 def _optional_str(values: dict[str, Any], name: str, max_chars: int) -> str | None:

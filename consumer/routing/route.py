@@ -39,6 +39,24 @@ EVENT_FIELDS: Final = frozenset(
     }
 )
 
+# Names a converter may state about a message (ModelOutput.context) for templates and cooldown keys:
+# a tracking id, the camera, the object's label, the publisher's event type, a count... Which format
+# states which is listed in docs/formats.md; a name the message does not state renders empty.
+CONTEXT_NAMES: Final = frozenset(
+    {
+        "id",
+        "tracking_id",
+        "tracking_ids",
+        "camera",
+        "label",
+        "type",
+        "sensor_id",
+        "frame_id",
+        "item_count",
+        "active",
+    }
+)
+
 
 class MessageFormat(StrEnum):
     """What a route's messages are: our envelope, or raw output of a model server."""

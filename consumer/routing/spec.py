@@ -13,7 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 from consumer.contract import SEVERITIES, EventType
 from consumer.errors import ConfigError
 from consumer.formats.common import DEFAULT_OPTIONS, MAX_IMAGE_SIDE, ConvertOptions
-from consumer.routing.route import EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
+from consumer.routing.route import CONTEXT_NAMES, EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
 from consumer.routing.rules import AlertClass, AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import compile_filter, compile_regex
 from consumer.routing.values import compile_condition, parse_template, parse_value
@@ -132,7 +132,7 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
     name = spec.name or f"route-{index + 1}"
     where = f"routes[{index}] ({name})"
     pattern = compile_filter(spec.match) if spec.match is not None else compile_regex(spec.match_regex or "")
-    known = frozenset(pattern.captures) | {"topic"}
+    known = frozenset(pattern.captures) | {"topic"} | CONTEXT_NAMES
     unknown = set(spec.fields) - EVENT_FIELDS
     if unknown:
         raise ConfigError(f"{where}: unknown fields {sorted(unknown)}; allowed: {sorted(EVENT_FIELDS)}")

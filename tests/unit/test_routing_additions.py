@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig, ImagesConfig
 from consumer.errors import ConfigError, MessageError, Reason
-from consumer.formats import ConvertOptions, PredictionFormat, convert_predictions
+from consumer.formats import ConvertOptions, ModelOutput, PredictionFormat, convert_predictions
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.normalize import Skipped, SkipReason
@@ -218,3 +218,99 @@ def test_route_options_reach_the_converter(monkeypatch: pytest.MonkeyPatch) -> N
 def test_route_options_are_checked_at_load(extra: str, complaint: str) -> None:
     with pytest.raises(ConfigError, match=complaint):
         routes(f"routes:\n  - name: r\n    match: a\n    {extra}\n")
+
+
+# -- names the message states, in templates and cooldown keys; a count from the message --------------
+
+TRACKING_ROUTES = """
+routes:
+  - name: by-label
+    match: "labelled/{label}"
+    event_type: custom
+    use_case: u
+    custom_metadata: {label: "{label}"}
+  - name: per-object
+    match: "deepstream/{site}"
+    event_type: safety_alert
+    use_case: "traffic-{site}"
+    fields:
+      device_id: "{sensor_id}"
+    custom_metadata: {object: "{type}:{tracking_id}", missing: "[{camera}]"}
+    safety_alert: {classes: {vehicle: {alert_type: vehicle_seen, severity: low}}}
+    cooldown: {seconds: 60, key: "{sensor_id}:{tracking_id}"}
+"""
+
+
+def _tracked_vehicle(tracking_id: str, messageid: str) -> dict[str, Any]:
+    document = _deepstream("moving", messageid=messageid)
+    document["object"]["id"] = tracking_id
+    return document
+
+
+def test_context_names_fill_templates_of_fields_metadata_and_use_case() -> None:
+    event = _event(
+        normalizer(TRACKING_ROUTES).normalize(message("deepstream/north", _tracked_vehicle("42", "m1")))
+    )
+    assert event.device_id == "CAMERA_ID"
+    assert event.use_case_id == "traffic-north"
+    assert event.custom_metadata["object"] == "moving:42"
+    assert event.custom_metadata["missing"] == "[]"  # DeepStream states no camera name
+
+
+def test_a_topic_capture_wins_over_a_context_name_of_the_same_name() -> None:
+    event = _event(normalizer(TRACKING_ROUTES).normalize(message("labelled/truck", _deepstream())))
+    assert event.custom_metadata["label"] == "truck"
+
+
+def test_cooldown_keyed_by_tracking_id_sends_one_alert_per_tracked_object() -> None:
+    n = normalizer(TRACKING_ROUTES)
+    first = n.normalize(message("deepstream/north", _tracked_vehicle("42", "m1")))
+    again = n.normalize(message("deepstream/north", _tracked_vehicle("42", "m2")))
+    other = n.normalize(message("deepstream/north", _tracked_vehicle("43", "m3")))
+    assert isinstance(first, VisionEvent)
+    assert again == Skipped(SkipReason.COOLDOWN, "per-object")
+    assert isinstance(other, VisionEvent)
+
+
+def test_an_unknown_context_name_is_still_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{trackingid\}"):
+        routes("routes: [{match: a, cooldown: {seconds: 5, key: '{trackingid}'}}]")
+
+
+COUNT_FROM_MESSAGE_ROUTES = """
+routes:
+  - name: people
+    match: "counts/{camera}/{object}"
+    format: deepstream
+    event_type: inventory_count
+    use_case: occupancy
+    inventory_count: {item_classes: [person]}
+    custom_metadata: {seen: "{item_count} on {camera}"}
+"""
+
+
+def test_a_count_the_message_states_is_the_inventory_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A count topic (e.g. Frigate's frigate/<camera>/<object>): no annotations, the count in values.
+    def counted(_value: Any, _fmt: Any, *, path: str, options: ConvertOptions) -> ModelOutput:
+        return ModelOutput(
+            annotations={},
+            format=PredictionFormat.DEEPSTREAM,
+            values={"item_count": 3, "item_type": "person"},
+            context={"item_count": 3, "camera": "ignored", "label": "person"},
+        )
+
+    monkeypatch.setattr("consumer.normalize.convert_predictions", counted)
+    event = _event(normalizer(COUNT_FROM_MESSAGE_ROUTES).normalize(message("counts/front_door/person", {})))
+    assert event.event_data["itemCount"] == 3  # the rule counts 0 annotations; the message's count wins
+    assert event.event_data["itemType"] == "person"
+    assert event.custom_metadata["seen"] == "3 on front_door"
+
+
+def test_a_count_the_message_states_is_still_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    def counted(_value: Any, _fmt: Any, *, path: str, options: ConvertOptions) -> ModelOutput:
+        return ModelOutput(annotations={}, format=PredictionFormat.DEEPSTREAM, values={"item_count": -1})
+
+    monkeypatch.setattr("consumer.normalize.convert_predictions", counted)
+    with pytest.raises(MessageError) as caught:
+        normalizer(COUNT_FROM_MESSAGE_ROUTES).normalize(message("counts/front_door/person", {}))
+    assert caught.value.path == "item_count"
