@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, cast
+from urllib.parse import quote
 
 import jmespath.exceptions
 from jmespath.parser import ParsedResult
@@ -27,7 +28,7 @@ from consumer.formats import ModelOutput, PredictionFormat, convert_predictions,
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
 from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
-from consumer.routing.values import ValueSpec, condition_holds
+from consumer.routing.values import Template, ValueSpec, condition_holds
 from consumer.urls import host_allowed
 from consumer.validation import (
     build_event_data,
@@ -311,7 +312,13 @@ class Normalizer:
         workflow_id = _optional_str(values, "workflow_id", contract.MAX_WORKFLOW_ID_CHARS)
         publisher_id = _optional_str(values, "event_id", 1000)
 
-        input_image = self._image(values.get("input_image"), "input_image")
+        image = values.get("input_image")
+        if image is None and route.image_url is not None:
+            input_image: ImageSource | None = self._image_of(
+                "url", _image_url(route.image_url, context), "input_image"
+            )
+        else:
+            input_image = self._image(image, "input_image")
         output_image = self._image(values.get("output_image"), "output_image")
         if output_image is None and draft.output is not None and draft.output.visualization_base64:
             output_image = self._image(draft.output.visualization_base64, "visualization")
@@ -445,6 +452,24 @@ def _condition_holds(condition: ParsedResult, route: str, document: Any) -> bool
         raise ValidationError(
             Reason.INVALID_VALUE, f"route {route!r}: condition 'when' cannot be evaluated: {exc}"
         ) from None
+
+
+def _image_url(template: Template, context: Mapping[str, Any]) -> str:
+    """Build a route's ``image_url`` for this message; each value is one URL-escaped path segment.
+
+    Escaping keeps a value from adding path levels, a query or another host; a name the message
+    does not state refuses it, as a URL with a hole in it would fetch the wrong image or none.
+    """
+    if not template.names:
+        return template.text
+    parts: dict[str, str] = {}
+    for name in template.names:
+        value = context.get(name)
+        if value is None or value == "":
+            detail = f"the route's image_url needs {{{name}}}, which this message does not state"
+            raise ValidationError(Reason.MISSING_FIELD, detail, "input_image")
+        parts[name] = quote(str(value), safe="")
+    return template.text.format_map(parts)
 
 
 def _rename_classes(annotations: Annotations, class_map: Mapping[str, str]) -> None:

@@ -13,7 +13,7 @@ from consumer.contract import EventType
 from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions
 from consumer.routing.rules import AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import TopicPattern
-from consumer.routing.values import ValueSpec
+from consumer.routing.values import Template, ValueSpec
 
 # Envelope fields a route may set in ``fields:`` (use_case and event_type have their own keys).
 EVENT_FIELDS: Final = frozenset(
@@ -104,3 +104,6 @@ class Route:
     class_map: Mapping[str, str] | None = None
     # ``default_confidence:`` and ``image_size:``, for the converters.
     options: ConvertOptions = DEFAULT_OPTIONS
+    # ``image_url:``: the input image's URL built from the captures and the names the message states,
+    # for messages that carry no image of their own (e.g. Frigate's event snapshot).
+    image_url: Template | None = None

@@ -101,6 +101,9 @@ class RouteSpec(_Strict):
     default_confidence: float | None = Field(
         None, ge=0, le=1, description="Confidence of a detection the publisher gave none."
     )
+    image_url: str | None = Field(
+        None, description="Input image URL template, for messages without an image of their own."
+    )
     image_size: ImageSizeSpec | None = Field(
         None, description="Frame size for normalized coordinates when the message states none."
     )
@@ -163,6 +166,11 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         }
         alert = AlertRule(classes, spec.safety_alert.min_confidence)
     when = None if spec.when is None else compile_condition(spec.when, f"{where}.when")
+    image_url = None
+    if spec.image_url is not None:
+        if not spec.image_url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.image_url: an http:// or https:// URL template is required")
+        image_url = parse_template(spec.image_url, known, f"{where}.image_url")
     empty = sorted(source for source, target in spec.class_map.items() if not target)
     if empty:
         raise ConfigError(f"{where}.class_map: {empty} map to an empty class name")
@@ -190,6 +198,7 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         when=when,
         class_map=spec.class_map or None,
         options=options,
+        image_url=image_url,
     )
 
 

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
-from consumer.config import BatchConfig, ImagesConfig
+from consumer.cli import main
+from consumer.config import BatchConfig, ImagesConfig, RetryConfig
 from consumer.errors import ConfigError, MessageError, Reason
 from consumer.formats import ConvertOptions, ModelOutput, PredictionFormat, convert_predictions
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.normalize import Skipped, SkipReason
 from consumer.pipeline import Pipeline
+from consumer.sinks.images import ImageRejectedError, UrlFetcher
+from consumer.sinks.retry import RetryPolicy
 from tests.support.doubles import MemoryDeadLetters, MemorySink
+from tests.support.images import jpeg_bytes
 from tests.support.messages import message, normalizer, routes
 
 EDGE = Path(__file__).parent / "fixtures" / "edge"
@@ -314,3 +323,171 @@ def test_a_count_the_message_states_is_still_checked(monkeypatch: pytest.MonkeyP
     with pytest.raises(MessageError) as caught:
         normalizer(COUNT_FROM_MESSAGE_ROUTES).normalize(message("counts/front_door/person", {}))
     assert caught.value.path == "item_count"
+
+
+# -- an image by URL template -------------------------------------------------------------------------
+
+SNAPSHOT_ROUTES = """
+routes:
+  - name: snapshots
+    match: "deepstream/{site}"
+    event_type: custom
+    use_case: traffic
+    image_url: "http://snapshots.local:5000/api/{site}/events/{tracking_id}/snapshot.jpg"
+    predictions_without_image: dead_letter
+  - name: envelope
+    match: "events/#"
+    image_url: "http://snapshots.local:5000/fallback.jpg"
+"""
+SNAPSHOTS = ImagesConfig(url_allowed_hosts=["snapshots.local"])
+
+
+def _url(result: VisionEvent | Skipped) -> str | None:
+    image = _event(result).input_image
+    return None if image is None else image.url
+
+
+def test_image_url_is_built_from_captures_and_the_tracking_id() -> None:
+    n = normalizer(SNAPSHOT_ROUTES, images=SNAPSHOTS)
+    event = _event(n.normalize(message("deepstream/north", _tracked_vehicle("42", "m1"))))
+    assert (
+        event.input_image is not None
+        and event.input_image.url == "http://snapshots.local:5000/api/north/events/42/snapshot.jpg"
+    )
+    assert event.annotations["objectDetections"][0]["class"] == "vehicle"  # kept: there is an image
+
+
+def test_image_url_values_are_escaped_so_they_cannot_leave_their_path_segment() -> None:
+    n = normalizer(SNAPSHOT_ROUTES, images=SNAPSHOTS)
+    event = _event(n.normalize(message("deepstream/north", _tracked_vehicle("../x?y=1#@evil.example", "m1"))))
+    assert event.input_image is not None
+    assert event.input_image.url == (
+        "http://snapshots.local:5000/api/north/events/..%2Fx%3Fy%3D1%23%40evil.example/snapshot.jpg"
+    )
+
+
+def test_image_url_needing_a_name_the_message_lacks_is_dead_lettered() -> None:
+    n = normalizer(SNAPSHOT_ROUTES, images=SNAPSHOTS)
+    with pytest.raises(MessageError) as caught:
+        n.normalize(message("deepstream/north", _deepstream()))  # an untracked object: no tracking id
+    assert (caught.value.reason, caught.value.path) == (Reason.MISSING_FIELD, "input_image")
+    assert "{tracking_id}" in caught.value.detail
+
+
+def test_image_url_is_under_the_allow_list() -> None:
+    n = normalizer(SNAPSHOT_ROUTES, images=ImagesConfig(url_allowed_hosts=["elsewhere.local"]))
+    with pytest.raises(MessageError) as caught:
+        n.normalize(message("deepstream/north", _tracked_vehicle("42", "m1")))
+    assert (caught.value.reason, caught.value.path) == (Reason.IMAGE_URL_NOT_ALLOWED, "input_image")
+
+
+def test_the_message_own_image_wins_over_the_route_image_url() -> None:
+    own = {"event_type": "custom", "use_case": "u", "input_image": {"url": "http://snapshots.local/own.jpg"}}
+    fallback = {"event_type": "custom", "use_case": "u"}
+    n = normalizer(SNAPSHOT_ROUTES, images=SNAPSHOTS)
+    assert _url(n.normalize(message("events/a", own))) == "http://snapshots.local/own.jpg"
+    assert _url(n.normalize(message("events/a", fallback))) == "http://snapshots.local:5000/fallback.jpg"
+
+
+@pytest.mark.parametrize(
+    ("template", "complaint"),
+    [
+        ("ftp://snapshots.local/{id}.jpg", "an http:// or https:// URL template is required"),
+        ("{camera}/snapshot.jpg", "an http:// or https:// URL template is required"),
+        ("http://snapshots.local/{nope}.jpg", r"image_url: unknown placeholder \{nope\}"),
+    ],
+)
+def test_image_url_templates_are_checked_at_load(template: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        routes(f"routes: [{{name: r, match: a, image_url: '{template}'}}]")
+
+
+class _Snapshots(BaseHTTPRequestHandler):
+    """Frigate's ``/api/events/<id>/snapshot.jpg``, for the ids it knows."""
+
+    known: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        body = self.known.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def snapshot_server() -> Iterator[tuple[int, dict[str, bytes]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Snapshots)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], _Snapshots.known
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        _Snapshots.known.clear()
+
+
+def test_image_url_is_fetched_by_the_image_fetcher_under_its_size_cap(
+    snapshot_server: tuple[int, dict[str, bytes]],
+) -> None:
+    port, known = snapshot_server
+    small, large = jpeg_bytes(), jpeg_bytes(256, 256)
+    known["/api/north/events/42/snapshot.jpg"] = small
+    known["/api/north/events/43/snapshot.jpg"] = large
+    text = SNAPSHOT_ROUTES.replace("snapshots.local:5000", f"127.0.0.1:{port}")
+    n = normalizer(text, images=ImagesConfig(url_allowed_hosts=["127.0.0.1"]))
+    urls = []
+    for tracking_id in ("42", "43"):
+        event = _event(n.normalize(message("deepstream/north", _tracked_vehicle(tracking_id, tracking_id))))
+        assert event.input_image is not None and event.input_image.url is not None
+        urls.append(event.input_image.url)
+    cap = len(small) + 100
+    assert len(large) > cap
+
+    async def fetch_both() -> tuple[bytes, BaseException]:
+        config = ImagesConfig(url_allowed_hosts=["127.0.0.1"], url_max_bytes=max(cap, 1024))
+        metrics = Metrics(CollectorRegistry())
+        async with httpx.AsyncClient() as client:
+            fetcher = UrlFetcher(config, client, RetryPolicy(RetryConfig(), metrics, "local"), metrics)
+            got = await fetcher.fetch(urls[0])
+            try:
+                await fetcher.fetch(urls[1])
+            except ImageRejectedError as exc:
+                return got, exc
+        raise AssertionError("the oversized snapshot was accepted")
+
+    got, refused = asyncio.run(fetch_both())
+    assert got == small
+    assert isinstance(refused, ImageRejectedError) and refused.reason is Reason.IMAGE_FETCH_FAILED
+    assert "cap" in str(refused)
+
+
+@pytest.mark.parametrize(
+    ("template", "allowed", "code"),
+    [
+        ("http://frigate:5000/api/events/{id}/snapshot.jpg", ["frigate"], 0),
+        ("http://frigate:5000/api/events/{id}/snapshot.jpg", ["other"], 2),
+        ("http://{camera}.cams.local/snapshot.jpg", [], 0),  # the host comes from the message
+    ],
+)
+def test_check_config_refuses_an_image_url_host_off_the_allow_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], template: str, allowed: list[str], code: int
+) -> None:
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(f"routes: [{{name: frigate, match: 'frigate/events', image_url: '{template}'}}]")
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {"routes": str(routes_file), "sink": {"type": "jsonl"}, "images": {"url_allowed_hosts": allowed}}
+        )
+    )
+    assert main(["check-config", "--config", str(settings)]) == code
+    if code:
+        assert "route frigate: image_url host 'frigate:5000' is not in images.url_allowed_hosts" in (
+            capsys.readouterr().err
+        )
