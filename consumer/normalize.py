@@ -206,6 +206,19 @@ class Normalizer:
             _rename_classes(draft.output.annotations, route.class_map)
         return self._build(route, message, draft, context)
 
+    def preview(
+        self, route: Route, document: dict[str, Any] | list[Any], context: dict[str, Any]
+    ) -> tuple[ModelOutput | None, dict[str, Any], dict[str, Any]]:
+        """What a decoded message converts to on ``route``, before any rule, check or image decision.
+
+        The predictions (the route's class_map applied), the field values and the custom metadata,
+        the message's own over the route's; for ``inspect``. ``context`` is the topic and captures.
+        """
+        draft = self._collect(route, document, context)
+        if route.class_map is not None and draft.output is not None:
+            _rename_classes(draft.output.annotations, route.class_map)
+        return draft.output, draft.values, draft.metadata
+
     # -- collecting values ---------------------------------------------------------------------------
 
     def _collect(self, route: Route, document: dict[str, Any] | list[Any], context: dict[str, Any]) -> _Draft:
@@ -241,7 +254,7 @@ class Normalizer:
         """The message's predictions and the fields it states itself, in the route's format."""
         fmt = route.format
         if fmt is MessageFormat.AUTO:
-            fmt = self._detect(document)
+            fmt = self.detect(document)
         if fmt is not MessageFormat.ENVELOPE:
             converted = convert_predictions(document, _RAW_FORMATS[fmt], path="", options=route.options)
             return converted, converted.values, converted.metadata, None, None
@@ -267,7 +280,8 @@ class Normalizer:
         return plan
 
     @staticmethod
-    def _detect(document: dict[str, Any] | list[Any]) -> MessageFormat:
+    def detect(document: dict[str, Any] | list[Any]) -> MessageFormat:
+        """Which format a message of an ``auto`` route is: our envelope, or a model output's shape."""
         if isinstance(document, dict) and not ENVELOPE_MARKERS.isdisjoint(document):
             return MessageFormat.ENVELOPE
         detected = detect_format(document)
