@@ -205,6 +205,7 @@ class App:
         self.settings = settings
         self.metrics = metrics or Metrics()
         table = load_routes(settings.routes)
+        check_image_url_hosts(table, settings.images.url_allowed_hosts)
         self.table = table
         self.normalizer = Normalizer(
             table,

@@ -16,8 +16,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from consumer.app import App
 from consumer.cli import main
-from consumer.config import BatchConfig, ImagesConfig, RetryConfig
+from consumer.config import BatchConfig, ImagesConfig, RetryConfig, load_settings
 from consumer.errors import ConfigError, MessageError, Reason
 from consumer.formats import ConvertOptions, ModelOutput, PredictionFormat, convert_predictions
 from consumer.metrics import Metrics
@@ -491,3 +492,13 @@ def test_check_config_refuses_an_image_url_host_off_the_allow_list(
         assert "route frigate: image_url host 'frigate:5000' is not in images.url_allowed_hosts" in (
             capsys.readouterr().err
         )
+
+
+def test_run_refuses_an_image_url_host_off_the_allow_list_too(tmp_path: Path) -> None:
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        "routes: [{name: frigate, match: 'frigate/events', image_url: 'http://frigate/x.jpg'}]"
+    )
+    settings = load_settings(None, {"routes": str(routes_file), "sink.type": "jsonl"})
+    with pytest.raises(ConfigError, match=r"image_url host 'frigate' is not in images\.url_allowed_hosts"):
+        App(settings, serve_ops=False)
