@@ -89,8 +89,9 @@ def check_image_url_hosts(table: RoutingTable, allowed_hosts: Sequence[str]) -> 
         if "{" in authority:
             continue
         if not host_allowed(template.text[: scheme_end + len(authority)] + "/", allowed_hosts):
+            host = authority.rpartition("@")[2]  # never the user:password in front of it
             raise ConfigError(
-                f"route {route.name}: image_url host {authority!r} is not in images.url_allowed_hosts"
+                f"route {route.name}: image_url host {host!r} is not in images.url_allowed_hosts"
             )
 
 

@@ -497,8 +497,11 @@ def test_check_config_refuses_an_image_url_host_off_the_allow_list(
 def test_run_refuses_an_image_url_host_off_the_allow_list_too(tmp_path: Path) -> None:
     routes_file = tmp_path / "routes.yaml"
     routes_file.write_text(
-        "routes: [{name: frigate, match: 'frigate/events', image_url: 'http://frigate/x.jpg'}]"
+        "routes: [{name: frigate, match: 'frigate/events', image_url: 'http://viewer:s3cret@frigate/x.jpg'}]"
     )
     settings = load_settings(None, {"routes": str(routes_file), "sink.type": "jsonl"})
-    with pytest.raises(ConfigError, match=r"image_url host 'frigate' is not in images\.url_allowed_hosts"):
+    with pytest.raises(
+        ConfigError, match=r"image_url host 'frigate' is not in images\.url_allowed_hosts"
+    ) as caught:
         App(settings, serve_ops=False)
+    assert "s3cret" not in str(caught.value)
