@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from consumer.config import BatchConfig, DeadLetterKind, Settings, SinkKind, Sou
 from consumer.deadletter import DeadLetterWriter, JsonlDeadLetterWriter
 from consumer.deadletter.kafka import KafkaDeadLetterWriter, producer_settings
 from consumer.deadletter.mqtt import MqttDeadLetterWriter
+from consumer.errors import ConfigError
 from consumer.health import OpsServer
 from consumer.metrics import Metrics
 from consumer.normalize import Normalizer
@@ -30,6 +32,7 @@ from consumer.sources.file import FileSource
 from consumer.sources.kafka import KafkaSource
 from consumer.sources.mqtt import MqttSource
 from consumer.spool import Forwarder, ForwarderStats, SpoolSink, SpoolStore
+from consumer.urls import host_allowed
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,28 @@ def check_runnable(settings: Settings, table: RoutingTable) -> None:
     (Kafka topics and client settings, MQTT URL and subscriptions) and opens no connection.
     """
     build_source(settings, table, Metrics())
+    check_image_url_hosts(table, settings.images.url_allowed_hosts)
     if settings.dead_letter.type is DeadLetterKind.KAFKA:
         kafka_source = settings.source.kafka if settings.source.type is SourceKind.KAFKA else None
         producer_settings(settings.dead_letter.kafka, kafka_source)
+
+
+def check_image_url_hosts(table: RoutingTable, allowed_hosts: Sequence[str]) -> None:
+    """Refuse a route whose ``image_url`` names a fixed host off the allow-list: every fetch would fail."""
+    for route in table.routes:
+        template = route.image_url
+        if template is None:
+            continue
+        # The host is fixed when no placeholder comes before the path; then it can be checked now.
+        scheme_end = template.text.index("://") + 3
+        authority = template.text[scheme_end:].split("/", 1)[0]
+        if "{" in authority:
+            continue
+        if not host_allowed(template.text[: scheme_end + len(authority)] + "/", allowed_hosts):
+            host = authority.rpartition("@")[2]  # never the user:password in front of it
+            raise ConfigError(
+                f"route {route.name}: image_url host {host!r} is not in images.url_allowed_hosts"
+            )
 
 
 def build_dead_letters(
@@ -189,6 +211,7 @@ class App:
         self.settings = settings
         self.metrics = metrics or Metrics()
         table = load_routes(settings.routes)
+        check_image_url_hosts(table, settings.images.url_allowed_hosts)
         self.table = table
         self.normalizer = Normalizer(
             table,

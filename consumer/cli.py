@@ -1,4 +1,6 @@
-"""Command line: ``vision-events-consumer run | check-config | validate-message | replay | fake-api | demo``.
+"""Command line: ``vision-events-consumer run | check-config | validate-message | inspect | replay | ...``.
+
+The other commands: ``fake-api`` and ``demo``.
 
 Exit codes: 0 success; 1 a message or run failed (the reason is on stderr); 2 bad usage or
 configuration; 3 ``validate-message`` found the message valid but a route settled it without an
@@ -31,6 +33,7 @@ from consumer.config import (
 from consumer.demo import run_demo
 from consumer.errors import ConfigError, ConsumerError, MessageError
 from consumer.fakeapi import serve
+from consumer.inspect import add_inspect_parser
 from consumer.logs import configure_logging
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer, Skipped
@@ -181,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--config", type=Path, help="settings for limits and image URL hosts")
     validate.add_argument("message_file", help="file holding the message bytes ('-' for stdin)")
     validate.set_defaults(handler=cmd_validate_message)
+
+    add_inspect_parser(commands)
 
     replay = commands.add_parser("replay", help="re-drive dead letters through the pipeline")
     replay.add_argument("--config", type=Path)

@@ -54,7 +54,8 @@ class Metrics:
         )
         self.messages_normalized = Counter(
             "messages_normalized",
-            "Messages by normalization outcome (event, suppressed, filtered, invalid, unrouted).",
+            "Messages by normalization outcome "
+            "(event, suppressed, filtered, filtered_when, invalid, unrouted).",
             ["route", "outcome"],
             namespace=ns,
             registry=r,

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, cast
+from urllib.parse import quote
 
+import jmespath.exceptions
+from jmespath.parser import ParsedResult
 from pydantic import ValidationError as PydanticValidationError
 
 from consumer import contract
@@ -22,13 +25,13 @@ from consumer.decode import decode_message
 from consumer.envelope import ENVELOPE_MARKERS, ImageInput, envelope_fields
 from consumer.errors import FormatError, MessageError, Reason, RouteError, ValidationError
 from consumer.formats import ModelOutput, PredictionFormat, convert_predictions, detect_format
-from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions
+from consumer.formats.common import ConvertOptions
 from consumer.formats.detect import marked_edge_format
 from consumer.formats.frigate import count_payload
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
 from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
-from consumer.routing.values import ValueSpec
+from consumer.routing.values import Template, ValueSpec, condition_holds
 from consumer.urls import host_allowed
 from consumer.validation import (
     build_event_data,
@@ -56,6 +59,8 @@ class SkipReason(StrEnum):
 
     COOLDOWN = "suppressed"
     NO_ALERT = "filtered"
+    # The route's ``when`` condition was false: filtered too, under its own label so it can be told apart.
+    WHEN = "filtered_when"
     UNROUTED = "unrouted"
 
 
@@ -80,6 +85,8 @@ class _Draft:
 
 
 Getter = Callable[[Any, Mapping[str, Any]], Any]
+# What a message states itself: predictions, fields, custom metadata, event type, use case.
+_Read = tuple[ModelOutput | None, dict[str, Any], dict[str, Any] | None, Any, Any]
 
 
 def compile_value(spec: ValueSpec) -> Getter:
@@ -204,13 +211,36 @@ class Normalizer:
                 max_bytes=self._limits.max_message_bytes,
                 max_depth=self._limits.max_json_depth,
             )
+        if route.when is not None and not _condition_holds(route.when, route.name, document):
+            return Skipped(SkipReason.WHEN, route.name)
         context: dict[str, Any] = {"topic": message.topic, **captures}
         draft = self._collect(route, document, context)
+        if route.class_map is not None and draft.output is not None:
+            _rename_classes(draft.output.annotations, route.class_map)
         return self._build(route, message, draft, context)
+
+    def preview(
+        self, route: Route, document: dict[str, Any] | list[Any], context: dict[str, Any]
+    ) -> tuple[ModelOutput | None, dict[str, Any], dict[str, Any]]:
+        """What a decoded message converts to on ``route``, before any rule, check or image decision.
+
+        The predictions (the route's class_map applied), the field values and the custom metadata,
+        the message's own over the route's; for ``inspect``. ``context`` is the topic and captures.
+        """
+        draft = self._collect(route, document, context)
+        if route.class_map is not None and draft.output is not None:
+            _rename_classes(draft.output.annotations, route.class_map)
+        return draft.output, draft.values, draft.metadata
 
     # -- collecting values ---------------------------------------------------------------------------
 
     def _collect(self, route: Route, document: Any, context: dict[str, Any]) -> _Draft:
+        output, given, given_metadata, event_type, use_case = self._read(route, document, context)
+        if output is not None and output.context:
+            # Names the message states (tracking id, camera, count...) for the route's templates;
+            # a topic capture of the same name wins: the route spelled it out.
+            for name, value in output.context.items():
+                context.setdefault(name, value)
         plan = self._plan_of(route)
         values: dict[str, Any] = {}
         for name, get in plan.fields:
@@ -222,41 +252,41 @@ class Normalizer:
             value = get(document, context)
             if value is not None:
                 metadata[key] = value
-        event_type: Any = route.event_type
-        use_case = None if plan.use_case is None else plan.use_case(document, context)
+        # The message's own values win over the route's (see docs/routing.md).
+        if given:
+            values.update(given)
+        if given_metadata:
+            metadata.update(given_metadata)
+        if event_type is None:
+            event_type = route.event_type
+        if use_case is None and plan.use_case is not None:
+            use_case = plan.use_case(document, context)
+        return _Draft(event_type, use_case, values, metadata, output, frozenset(given))
 
+    def _read(self, route: Route, document: Any, context: dict[str, Any]) -> _Read:
+        """The message's predictions and the fields it states itself, in the route's format."""
         fmt = route.format
         if fmt is MessageFormat.AUTO:
-            fmt = self._detect(document)
-        message_set: frozenset[str] = frozenset()
-        if fmt is MessageFormat.ENVELOPE:
-            if not isinstance(document, dict):
-                raise FormatError(Reason.NOT_AN_OBJECT, "an envelope message must be a JSON object")
-            # The envelope's own non-null fields; what is left after these four are its EVENT_FIELDS.
-            given = envelope_fields(document)
-            predictions = given.pop("predictions", None)
-            envelope_event_type = given.pop("event_type", None)
-            envelope_use_case = given.pop("use_case", None)
-            envelope_metadata = given.pop("custom_metadata", None)
-            message_set = frozenset(given)
-            values.update(given)
-            if envelope_event_type is not None:
-                event_type = envelope_event_type
-            if envelope_use_case is not None:
-                use_case = envelope_use_case
-            if envelope_metadata:
-                metadata.update(envelope_metadata)
-            output = None
-            if predictions is not None:
-                output = convert_predictions(predictions, PredictionFormat.AUTO, path="predictions")
-        else:
-            # Frigate count topics name their camera and object only in the topic.
-            options = (
-                ConvertOptions(topic=context["topic"]) if fmt is MessageFormat.FRIGATE else DEFAULT_OPTIONS
+            fmt = self.detect(document)
+        if fmt is not MessageFormat.ENVELOPE:
+            converted = convert_predictions(
+                document, _RAW_FORMATS[fmt], path="", options=_options_for(route, fmt, context)
             )
-            output = convert_predictions(document, _RAW_FORMATS[fmt], path="", options=options)
-            message_set = _take_message_fields(output, values, metadata)
-        return _Draft(event_type, use_case, values, metadata, output, message_set)
+            return converted, converted.values, converted.metadata, None, None
+        if not isinstance(document, dict):
+            raise FormatError(Reason.NOT_AN_OBJECT, "an envelope message must be a JSON object")
+        # The envelope's own non-null fields; what is left after these four are its EVENT_FIELDS.
+        given = envelope_fields(document)
+        predictions = given.pop("predictions", None)
+        event_type = given.pop("event_type", None)
+        use_case = given.pop("use_case", None)
+        metadata = given.pop("custom_metadata", None)
+        output: ModelOutput | None = None
+        if predictions is not None:
+            output = convert_predictions(
+                predictions, PredictionFormat.AUTO, path="predictions", options=route.options
+            )
+        return output, given, metadata, event_type, use_case
 
     def _plan_of(self, route: Route) -> _Plan:
         plan = self._plans.get(id(route))
@@ -265,7 +295,8 @@ class Normalizer:
         return plan
 
     @staticmethod
-    def _detect(document: dict[str, Any] | list[Any]) -> MessageFormat:
+    def detect(document: dict[str, Any] | list[Any]) -> MessageFormat:
+        """Which format a message of an ``auto`` route is: our envelope, or a model output's shape."""
         if isinstance(document, dict) and not ENVELOPE_MARKERS.isdisjoint(document):
             edge = marked_edge_format(document)
             return MessageFormat.ENVELOPE if edge is None else MessageFormat(edge.value)
@@ -311,7 +342,13 @@ class Normalizer:
         workflow_id = _optional_str(values, "workflow_id", contract.MAX_WORKFLOW_ID_CHARS)
         publisher_id = _optional_str(values, "event_id", 1000)
 
-        input_image = self._image(values.get("input_image"), "input_image")
+        image = values.get("input_image")
+        if image is None and route.image_url is not None:
+            input_image: ImageSource | None = self._image_of(
+                "url", _image_url(route.image_url, context), "input_image"
+            )
+        else:
+            input_image = self._image(image, "input_image")
         output_image = self._image(values.get("output_image"), "output_image")
         if output_image is None and draft.output is not None and draft.output.visualization_base64:
             output_image = self._image(draft.output.visualization_base64, "visualization")
@@ -436,19 +473,55 @@ class Normalizer:
             )
 
 
-def _take_message_fields(
-    output: ModelOutput, values: dict[str, Any], metadata: dict[str, Any]
-) -> frozenset[str]:
-    """Merge the fields an edge-stack message states itself (capture time, stream id...).
+def _condition_holds(condition: ParsedResult, route: str, document: Any) -> bool:
+    """Evaluate a route's ``when`` once; a condition that cannot apply to this message refuses it."""
+    try:
+        return condition_holds(condition, document)
+    except jmespath.exceptions.JMESPathError as exc:
+        # e.g. a function given the wrong type; dead-lettered rather than guessed true or false.
+        raise ValidationError(
+            Reason.INVALID_VALUE, f"route {route!r}: condition 'when' cannot be evaluated: {exc}"
+        ) from None
 
-    The message's own value wins over the route's, as with the envelope; returns their names.
+
+def _image_url(template: Template, context: Mapping[str, Any]) -> str:
+    """Build a route's ``image_url`` for this message; each value is one URL-escaped path segment.
+
+    Escaping keeps a value from adding path levels, a query or another host; a name the message
+    does not state refuses it, as a URL with a hole in it would fetch the wrong image or none.
     """
-    if output.metadata:
-        metadata.update(output.metadata)
-    if not output.values:
-        return frozenset()
-    values.update(output.values)
-    return frozenset(output.values)
+    if not template.names:
+        return template.text
+    parts: dict[str, str] = {}
+    for name in template.names:
+        value = context.get(name)
+        if value is None or value == "":
+            detail = f"the route's image_url needs {{{name}}}, which this message does not state"
+            raise ValidationError(Reason.MISSING_FIELD, detail, "input_image")
+        parts[name] = quote(str(value), safe="")
+    return template.text.format_map(parts)
+
+
+def _rename_classes(annotations: Annotations, class_map: Mapping[str, str]) -> None:
+    """Apply a route's ``class_map`` in place: the converters built these lists for this message alone."""
+    for items in annotations.values():
+        for annotation in items:
+            renamed = class_map.get(annotation["class"])
+            if renamed is not None:
+                annotation["class"] = renamed
+
+
+def _options_for(route: Route, fmt: MessageFormat, context: dict[str, Any]) -> ConvertOptions:
+    """The route's converter options, with what Frigate messages need from the topic and the route.
+
+    Frigate count topics name their camera and object only in the topic. A route attaching Frigate's
+    event snapshot (``image_url`` ending in ``/snapshot.jpg``) wants the box of that frame
+    (``after.snapshot.box``), not the live one (decision Q4 in docs/formats.md).
+    """
+    if fmt is not MessageFormat.FRIGATE:
+        return route.options
+    snapshot = route.image_url is not None and "/snapshot." in route.image_url.text
+    return replace(route.options, topic=context["topic"], frigate_snapshot=snapshot)
 
 
 def _optional_str(values: dict[str, Any], name: str, max_chars: int) -> str | None:

@@ -75,6 +75,11 @@ def require_event_type(value: Any, path: str) -> EventType:
 
 def parse_timestamp(value: Any, path: str, now: datetime) -> datetime:
     """ISO 8601 (no offset means UTC) or Unix epoch seconds/milliseconds, within the API's window."""
+    return check_timestamp_window(read_timestamp(value, path), path, now)
+
+
+def read_timestamp(value: Any, path: str) -> datetime:
+    """ISO 8601 (no offset means UTC) or Unix epoch seconds/milliseconds, in UTC; any moment."""
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -92,7 +97,7 @@ def parse_timestamp(value: Any, path: str, now: datetime) -> datetime:
             raise ValidationError(Reason.INVALID_VALUE, f"{value} is not a valid epoch time", path) from None
     else:
         raise ValidationError(Reason.INVALID_TYPE, "expected an ISO 8601 string or epoch seconds", path)
-    return check_timestamp_window(parsed.astimezone(UTC), path, now)
+    return parsed.astimezone(UTC)
 
 
 def check_timestamp_window(moment: datetime, path: str, now: datetime) -> datetime:

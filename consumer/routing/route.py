@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from jmespath.parser import ParsedResult
+
 from consumer.contract import EventType
+from consumer.formats.common import DEFAULT_OPTIONS, ConvertOptions
 from consumer.routing.rules import AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import TopicPattern
-from consumer.routing.values import ValueSpec
+from consumer.routing.values import Template, ValueSpec
 
 # Envelope fields a route may set in ``fields:`` (use_case and event_type have their own keys).
 EVENT_FIELDS: Final = frozenset(
@@ -33,6 +36,27 @@ EVENT_FIELDS: Final = frozenset(
         "feedback",
         "input_image",
         "output_image",
+    }
+)
+
+# Names a converter may state about a message (ModelOutput.context) for templates and cooldown keys:
+# a tracking id, the camera, the object's label, the publisher's event type, a count... Which format
+# states which is listed in docs/formats.md; a name the message does not state renders empty.
+CONTEXT_NAMES: Final = frozenset(
+    {
+        "id",
+        "tracking_id",
+        "tracking_ids",
+        "camera",
+        "label",
+        "type",
+        "sensor_id",
+        "frame_id",
+        "item_count",
+        "active",
+        "channel_id",
+        "source",
+        "img_handle",
     }
 )
 
@@ -81,3 +105,12 @@ class Route:
     alert: AlertRule | None
     cooldown: Cooldown | None
     no_image_policy: NoImagePolicy
+    # ``when:``: a JMESPath condition over the decoded message; a false result settles it as filtered.
+    when: ParsedResult | None = None
+    # ``class_map:``: class names renamed in every annotation list, before the rules read them.
+    class_map: Mapping[str, str] | None = None
+    # ``default_confidence:`` and ``image_size:``, for the converters.
+    options: ConvertOptions = DEFAULT_OPTIONS
+    # ``image_url:``: the input image's URL built from the captures and the names the message states,
+    # for messages that carry no image of their own (e.g. Frigate's event snapshot).
+    image_url: Template | None = None

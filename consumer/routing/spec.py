@@ -12,10 +12,11 @@ from pydantic import ValidationError as PydanticValidationError
 
 from consumer.contract import SEVERITIES, EventType
 from consumer.errors import ConfigError
-from consumer.routing.route import EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
+from consumer.formats.common import DEFAULT_OPTIONS, MAX_IMAGE_SIDE, ConvertOptions
+from consumer.routing.route import CONTEXT_NAMES, EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
 from consumer.routing.rules import AlertClass, AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import compile_filter, compile_regex
-from consumer.routing.values import parse_template, parse_value
+from consumer.routing.values import compile_condition, parse_template, parse_value
 
 
 class UnroutedPolicy(StrEnum):
@@ -72,10 +73,18 @@ class CooldownSpec(_Strict):
     key: str = "{topic}"
 
 
+class ImageSizeSpec(_Strict):
+    """``image_size:`` in a route: the size of the publisher's frames, in pixels."""
+
+    width: int = Field(gt=0, le=MAX_IMAGE_SIDE)
+    height: int = Field(gt=0, le=MAX_IMAGE_SIDE)
+
+
 class RouteSpec(_Strict):
     """One route as written in the file."""
 
     name: str | None = None
+    when: str | None = Field(None, description="JMESPath condition over the message; false -> filtered.")
     match: str | None = Field(None, description="MQTT filter with {name} captures.")
     match_regex: str | None = Field(None, description="Full-match regex; named groups are captures.")
     format: MessageFormat = Field(MessageFormat.AUTO, description="auto, envelope, or a model-output format.")
@@ -88,6 +97,16 @@ class RouteSpec(_Strict):
     safety_alert: AlertRuleSpec | None = None
     cooldown: CooldownSpec | None = None
     predictions_without_image: NoImagePolicy = NoImagePolicy.DELIVER_WITHOUT_ANNOTATIONS
+    class_map: dict[str, str] = Field(default_factory=dict, description="Class renames, before the rules.")
+    default_confidence: float | None = Field(
+        None, ge=0, le=1, description="Confidence of a detection the publisher gave none."
+    )
+    image_url: str | None = Field(
+        None, description="Input image URL template, for messages without an image of their own."
+    )
+    image_size: ImageSizeSpec | None = Field(
+        None, description="Frame size for normalized coordinates when the message states none."
+    )
 
     @model_validator(mode="after")
     def _one_matcher(self) -> RouteSpec:
@@ -116,7 +135,7 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
     name = spec.name or f"route-{index + 1}"
     where = f"routes[{index}] ({name})"
     pattern = compile_filter(spec.match) if spec.match is not None else compile_regex(spec.match_regex or "")
-    known = frozenset(pattern.captures) | {"topic"}
+    known = frozenset(pattern.captures) | {"topic"} | CONTEXT_NAMES
     unknown = set(spec.fields) - EVENT_FIELDS
     if unknown:
         raise ConfigError(f"{where}: unknown fields {sorted(unknown)}; allowed: {sorted(EVENT_FIELDS)}")
@@ -146,6 +165,23 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
             for k, v in spec.safety_alert.classes.items()
         }
         alert = AlertRule(classes, spec.safety_alert.min_confidence)
+    when = None if spec.when is None else compile_condition(spec.when, f"{where}.when")
+    image_url = None
+    if spec.image_url is not None:
+        if not spec.image_url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.image_url: an http:// or https:// URL template is required")
+        image_url = parse_template(spec.image_url, known, f"{where}.image_url")
+    empty = sorted(source for source, target in spec.class_map.items() if not target)
+    if empty:
+        raise ConfigError(f"{where}.class_map: {empty} map to an empty class name")
+    options = DEFAULT_OPTIONS
+    if spec.image_size is not None or spec.default_confidence is not None:
+        size = spec.image_size
+        options = ConvertOptions(
+            image_width=None if size is None else size.width,
+            image_height=None if size is None else size.height,
+            default_confidence=spec.default_confidence,
+        )
     return Route(
         name=name,
         pattern=pattern,
@@ -159,6 +195,10 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         alert=alert,
         cooldown=cooldown,
         no_image_policy=spec.predictions_without_image,
+        when=when,
+        class_map=spec.class_map or None,
+        options=options,
+        image_url=image_url,
     )
 
 

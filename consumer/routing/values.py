@@ -86,6 +86,20 @@ class ValueSpec:
         return self.constant
 
 
+def compile_condition(expression: str, where: str) -> ParsedResult:
+    """Compile a route's ``when`` condition once, at load; a syntax error names the route."""
+    try:
+        return jmespath.compile(expression)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ConfigError(f"{where}: invalid JMESPath {expression!r}: {exc}") from exc
+
+
+def condition_holds(condition: ParsedResult, document: Any) -> bool:
+    """JMESPath truth: false, null, ``""``, ``[]`` and ``{}`` are false; anything else (``0`` too) is true."""
+    found = condition.search(document)
+    return not (found is None or found is False or (type(found) in (str, list, dict) and not found))
+
+
 def parse_value(raw: Any, known: frozenset[str], where: str) -> ValueSpec:
     """Parse one value as written in the routes file."""
     if isinstance(raw, bool | int | float):
