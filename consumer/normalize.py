@@ -24,7 +24,15 @@ from consumer.errors import FormatError, MessageError, Reason, RouteError, Valid
 from consumer.formats import ModelOutput, PredictionFormat, convert_predictions, detect_format
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
-from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
+from consumer.routing import (
+    ImageUnavailablePolicy,
+    MessageFormat,
+    NoImagePolicy,
+    Route,
+    Router,
+    RoutingTable,
+    UnroutedPolicy,
+)
 from consumer.routing.values import ValueSpec
 from consumer.urls import host_allowed
 from consumer.validation import (
@@ -328,6 +336,7 @@ class Normalizer:
             output_image=output_image,
             annotations=annotations,
             approx_bytes=len(message.payload),
+            deliver_without_image=route.image_unavailable is ImageUnavailablePolicy.DELIVER_WITHOUT_IMAGE,
         )
 
     @staticmethod

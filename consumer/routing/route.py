@@ -61,6 +61,19 @@ class NoImagePolicy(StrEnum):
     DEAD_LETTER = "dead_letter"
 
 
+class ImageUnavailablePolicy(StrEnum):
+    """What happens to an event whose image URL cannot be fetched within the image's bound.
+
+    ``dead_letter`` (default) keeps the whole message, reason ``image_unavailable``, for a replay
+    once the image host is back; ``deliver_without_image`` sends the event without that image
+    (its predictions too when no image is left to carry them, as ``predictions_without_image``
+    does, counted in ``vision_events_annotations_dropped_total{reason="image_unavailable"}``).
+    """
+
+    DEAD_LETTER = "dead_letter"
+    DELIVER_WITHOUT_IMAGE = "deliver_without_image"
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One compiled route. Precedence of a field's value: the message's own, a rule's, the route's."""
@@ -77,3 +90,4 @@ class Route:
     alert: AlertRule | None
     cooldown: Cooldown | None
     no_image_policy: NoImagePolicy
+    image_unavailable: ImageUnavailablePolicy = ImageUnavailablePolicy.DEAD_LETTER

@@ -12,7 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from consumer.contract import SEVERITIES, EventType
 from consumer.errors import ConfigError
-from consumer.routing.route import EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
+from consumer.routing.route import EVENT_FIELDS, ImageUnavailablePolicy, MessageFormat, NoImagePolicy, Route
 from consumer.routing.rules import AlertClass, AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import compile_filter, compile_regex
 from consumer.routing.values import parse_template, parse_value
@@ -88,6 +88,10 @@ class RouteSpec(_Strict):
     safety_alert: AlertRuleSpec | None = None
     cooldown: CooldownSpec | None = None
     predictions_without_image: NoImagePolicy = NoImagePolicy.DELIVER_WITHOUT_ANNOTATIONS
+    image_unavailable: ImageUnavailablePolicy = Field(
+        ImageUnavailablePolicy.DEAD_LETTER,
+        description="An image URL not fetched within its bound: dead_letter or deliver_without_image.",
+    )
 
     @model_validator(mode="after")
     def _one_matcher(self) -> RouteSpec:
@@ -159,6 +163,7 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         alert=alert,
         cooldown=cooldown,
         no_image_policy=spec.predictions_without_image,
+        image_unavailable=spec.image_unavailable,
     )
 
 

@@ -566,7 +566,7 @@ def test_url_images_are_fetched_when_spooled_and_failures_refused(tmp_path: Path
         report = await sink.deliver(good + bad)
         assert [e.event_id for e in report.delivered] == [eid(0)]
         (refused,) = report.rejected
-        assert refused.event.event_id == eid(1) and refused.reason is Reason.IMAGE_FETCH_FAILED
+        assert refused.event.event_id == eid(1) and refused.reason is Reason.IMAGE_UNAVAILABLE
         claim = await store.claim(10, 1 << 30, frozenset())
         back = decode_event(claim.rows[0], claim.images)
         assert back.input_image is not None and back.input_image.data() == JPEG
