@@ -304,6 +304,23 @@ class ImagesConfig(_Section):
     )
     url_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     url_timeout_seconds: float = Field(10.0, gt=0)
+    # One image's own bound, so an image host that hangs or answers 5xx cannot hold the events
+    # batched with it (nor a Kafka partition's commit) for longer. The defaults: three tries ride
+    # out a camera or CDN restarting for a moment, and 30 s (three 10 s attempts at most, the
+    # backoff between them included) is what a site accepts for an event's delivery to wait on a
+    # picture; after that the route's ``image_unavailable`` policy applies.
+    fetch_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Attempts to fetch one image URL (network errors, timeouts, 408/425/429/5xx).",
+    )
+    fetch_deadline_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Time spent on one image URL, all attempts; then the route's image_unavailable policy.",
+    )
 
 
 class SpoolSync(StrEnum):

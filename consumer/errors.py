@@ -53,6 +53,7 @@ class Reason(StrEnum):
     API_REJECTED = "api_rejected"
     IMAGE_REJECTED = "image_rejected"
     IMAGE_FETCH_FAILED = "image_fetch_failed"
+    IMAGE_UNAVAILABLE = "image_unavailable"
     DELIVERY_TIMEOUT = "delivery_timeout"
     NOT_ACKNOWLEDGED = "not_acknowledged_by_api"
 

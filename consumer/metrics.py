@@ -130,7 +130,8 @@ class Metrics:
         )
         self.annotations_dropped = Counter(
             "annotations_dropped",
-            "Events delivered without their predictions, by reason (no_image: nothing to attach them to).",
+            "Events delivered without their predictions, by reason (no_image: nothing to attach them to; "
+            "image_unavailable: their image URL could not be fetched).",
             ["reason"],
             namespace=ns,
             registry=r,
@@ -140,7 +141,11 @@ class Metrics:
             "image_upload_bytes", "Bytes of images uploaded.", namespace=ns, registry=r
         )
         self.images_fetched = Counter(
-            "images_fetched", "Images fetched from URLs, by outcome.", ["outcome"], namespace=ns, registry=r
+            "images_fetched",
+            "Image URL fetch attempts by outcome; unavailable: an image given up after its bound.",
+            ["outcome"],
+            namespace=ns,
+            registry=r,
         )
         self.in_flight_events = Gauge(
             "in_flight_events",

@@ -123,6 +123,9 @@ class VisionEvent:
     output_image: ImageSource | None = None
     annotations: Annotations = field(default_factory=dict)
     approx_bytes: int = 0
+    # The route's ``image_unavailable`` policy, carried with the event because the sinks that
+    # fetch its images know no routes: True delivers it without an image that cannot be fetched.
+    deliver_without_image: bool = False
 
     @property
     def has_image(self) -> bool:

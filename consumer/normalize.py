@@ -30,7 +30,15 @@ from consumer.formats.detect import marked_edge_format
 from consumer.formats.frigate import count_payload
 from consumer.identity import event_id_for
 from consumer.model import Annotations, ImageSource, InboundMessage, VisionEvent
-from consumer.routing import MessageFormat, NoImagePolicy, Route, Router, RoutingTable, UnroutedPolicy
+from consumer.routing import (
+    ImageUnavailablePolicy,
+    MessageFormat,
+    NoImagePolicy,
+    Route,
+    Router,
+    RoutingTable,
+    UnroutedPolicy,
+)
 from consumer.routing.values import Template, ValueSpec, condition_holds
 from consumer.urls import host_allowed
 from consumer.validation import (
@@ -383,6 +391,7 @@ class Normalizer:
             output_image=output_image,
             annotations=annotations,
             approx_bytes=len(message.payload),
+            deliver_without_image=route.image_unavailable is ImageUnavailablePolicy.DELIVER_WITHOUT_IMAGE,
         )
 
     @staticmethod

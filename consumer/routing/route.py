@@ -89,6 +89,19 @@ class NoImagePolicy(StrEnum):
     DEAD_LETTER = "dead_letter"
 
 
+class ImageUnavailablePolicy(StrEnum):
+    """What happens to an event whose image URL cannot be fetched within the image's bound.
+
+    ``dead_letter`` (default) keeps the whole message, reason ``image_unavailable``, for a replay
+    once the image host is back; ``deliver_without_image`` sends the event without that image
+    (its predictions too when no image is left to carry them, as ``predictions_without_image``
+    does, counted in ``vision_events_annotations_dropped_total{reason="image_unavailable"}``).
+    """
+
+    DEAD_LETTER = "dead_letter"
+    DELIVER_WITHOUT_IMAGE = "deliver_without_image"
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One compiled route. Precedence of a field's value: the message's own, a rule's, the route's."""
@@ -114,3 +127,4 @@ class Route:
     # ``image_url:``: the input image's URL built from the captures and the names the message states,
     # for messages that carry no image of their own (e.g. Frigate's event snapshot).
     image_url: Template | None = None
+    image_unavailable: ImageUnavailablePolicy = ImageUnavailablePolicy.DEAD_LETTER

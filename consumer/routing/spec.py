@@ -13,7 +13,14 @@ from pydantic import ValidationError as PydanticValidationError
 from consumer.contract import SEVERITIES, EventType
 from consumer.errors import ConfigError
 from consumer.formats.common import DEFAULT_OPTIONS, MAX_IMAGE_SIDE, ConvertOptions
-from consumer.routing.route import CONTEXT_NAMES, EVENT_FIELDS, MessageFormat, NoImagePolicy, Route
+from consumer.routing.route import (
+    CONTEXT_NAMES,
+    EVENT_FIELDS,
+    ImageUnavailablePolicy,
+    MessageFormat,
+    NoImagePolicy,
+    Route,
+)
 from consumer.routing.rules import AlertClass, AlertRule, Cooldown, CountRule, QualityRule
 from consumer.routing.topics import compile_filter, compile_regex
 from consumer.routing.values import compile_condition, parse_template, parse_value
@@ -107,6 +114,10 @@ class RouteSpec(_Strict):
     image_size: ImageSizeSpec | None = Field(
         None, description="Frame size for normalized coordinates when the message states none."
     )
+    image_unavailable: ImageUnavailablePolicy = Field(
+        ImageUnavailablePolicy.DEAD_LETTER,
+        description="An image URL not fetched within its bound: dead_letter or deliver_without_image.",
+    )
 
     @model_validator(mode="after")
     def _one_matcher(self) -> RouteSpec:
@@ -199,6 +210,7 @@ def compile_route(spec: RouteSpec, index: int) -> Route:
         class_map=spec.class_map or None,
         options=options,
         image_url=image_url,
+        image_unavailable=spec.image_unavailable,
     )
 
 

@@ -8,23 +8,36 @@ does not upload its images again. Images that arrive with a ``source_id`` need n
 
 URL images (:class:`UrlFetcher`): fetched only from allow-listed hosts (``*.example.com`` matches
 any subdomain of example.com, not example.com itself), without following redirects (a redirect
-would bypass the allow-list), with the body capped at ``url_max_bytes`` while streaming and the
-whole fetch bounded by ``url_timeout_seconds``. No API credential is ever sent to an image host.
+would bypass the allow-list), with the body capped at ``url_max_bytes`` while streaming and each
+attempt bounded by ``url_timeout_seconds``. No API credential is ever sent to an image host.
 A URL image is cached by the hash of the fetched bytes, not by its URL: a snapshot URL may serve a
 new picture on every fetch.
+
+An image fetch has its own bound, not the batch's retry policy: at most ``images.fetch_attempts``
+attempts within ``images.fetch_deadline_seconds`` (or the batch's give-up time, if sooner), with a
+short backoff between them. The images of a batch are fetched concurrently before its events are
+sent, so a host that hangs or answers 5xx holds the events batched with it (and, on Kafka, the
+partition's commit) for that bound at most, never longer: then the image is unavailable and its
+event's route decides (``image_unavailable``): dead-letter it with ``Reason.IMAGE_UNAVAILABLE``
+(the default) or deliver it without that image (``VisionEvent.deliver_without_image``); the
+annotations of an event left without any image cannot be sent (the API carries them only inside an
+image entry) and are counted in ``annotations_dropped{reason="image_unavailable"}``, as a route's
+``predictions_without_image`` default does.
 
 Failures are per image, and reject only the events that carry the image:
 
 =====================================================  ============================================
-not allow-listed, fetch 3xx/4xx, too large, no image   ``Reason.IMAGE_FETCH_FAILED``
-fetch network error, timeout, 408/425/429/5xx          retried (RetryPolicy, endpoint ``fetch``)
+not allow-listed, fetch 3xx, too large, no image       ``Reason.IMAGE_FETCH_FAILED``
+fetch 4xx (but 408/425/429)                            ``Reason.IMAGE_UNAVAILABLE`` (route policy)
+fetch network error, timeout, 408/425/429/5xx          retried within the image's bound, then
+                                                       ``Reason.IMAGE_UNAVAILABLE`` (route policy)
 upload refused (400/413/415/422, any REJECTED status)  ``Reason.IMAGE_REJECTED``
 upload network error, 408/425/429/5xx                  retried (endpoint ``upload``)
 upload 401/403                                         retried slowly, never rejected
 upload 2xx without a ``sourceId``                      retried (see below)
 inline base64 that does not decode or is no image      ``Reason.INVALID_IMAGE``
 only a cloud ``source_id``, local sink                 ``Reason.INVALID_IMAGE``
-retries past ``give_up_after_seconds``                 ``Reason.DELIVERY_TIMEOUT``
+upload retries past ``give_up_after_seconds``          ``Reason.DELIVERY_TIMEOUT``
 =====================================================  ============================================
 
 A 2xx upload answer without a ``sourceId`` is treated as retryable: the image is not at fault
@@ -37,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -51,11 +65,16 @@ from consumer.errors import Reason, RejectedError, RetryableDeliveryError, Valid
 from consumer.metrics import Metrics
 from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import Rejection
-from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy
+from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy, retry_cause
 from consumer.sinks.status import Outcome, Target, classify, error_for_exception, retry_after_seconds, send
 from consumer.urls import host_allowed
 
+logger = logging.getLogger(__name__)
+
 SOURCE_ID_CACHE_SIZE: Final = 4096
+# The pause between fetch attempts is the policy's jittered backoff capped here: a short pause,
+# because the whole image has only ``fetch_deadline_seconds`` and the batch waits for it.
+FETCH_BACKOFF_CAP_SECONDS: Final = 2.0
 _EXTENSIONS: Final = {"jpeg": "jpg"}
 
 
@@ -63,10 +82,18 @@ class ImageRejectedError(RejectedError):
     """One image can never be used; the events that carry it are rejected with ``reason``."""
 
     def __init__(
-        self, message: str, *, reason: Reason, status: int | None = None, endpoint: str = "", detail: str = ""
+        self,
+        message: str,
+        *,
+        reason: Reason,
+        status: int | None = None,
+        endpoint: str = "",
+        detail: str = "",
+        attempts: int = 1,
     ) -> None:
         super().__init__(message, status=status, endpoint=endpoint, detail=detail or message)
         self.reason = reason
+        self.attempts = attempts
 
 
 class MissingSourceIdError(ValueError):
@@ -139,21 +166,87 @@ class UrlFetcher:
         self._policy = policy
         self._metrics = metrics
 
-    def _fail(self, outcome: str, url: str, why: str, status: int | None = None) -> ImageRejectedError:
+    def _fail(
+        self,
+        outcome: str,
+        url: str,
+        why: str,
+        status: int | None = None,
+        reason: Reason = Reason.IMAGE_FETCH_FAILED,
+    ) -> ImageRejectedError:
         self._metrics.images_fetched.labels(outcome=outcome).inc()
         return ImageRejectedError(
-            f"image fetch failed: {why} ({_safe_url(url)})",
-            reason=Reason.IMAGE_FETCH_FAILED,
-            status=status,
-            endpoint="fetch",
+            f"image fetch failed: {why} ({_safe_url(url)})", reason=reason, status=status, endpoint="fetch"
         )
 
     async def fetch(self, url: str, deadline: float | None = None) -> bytes:
-        """Fetch the image bytes at ``url``: ImageRejectedError for good failures, transient ones retried."""
-        if not host_allowed(url, self._config.url_allowed_hosts):
+        """Fetch the image bytes at ``url`` within the image's own bound (attempts and deadline).
+
+        ``deadline`` (the batch's give-up time, policy clock) shortens the bound when it is sooner.
+        Raises ImageRejectedError: ``Reason.IMAGE_UNAVAILABLE`` when the host answers 4xx or the
+        bound runs out on transient failures, ``Reason.IMAGE_FETCH_FAILED`` for an unusable image.
+        """
+        config = self._config
+        if not host_allowed(url, config.url_allowed_hosts):
             raise self._fail("not_allowed", url, "host not in images.url_allowed_hosts")
-        return await self._policy.call(
-            "fetch", lambda: self._fetch_once(url), deadline=deadline, tracks_auth=False
+        bound = self._policy.now() + config.fetch_deadline_seconds
+        if deadline is not None:
+            bound = min(bound, deadline)
+        attempts = 0
+        last: RetryableDeliveryError | None = None
+        while attempts < config.fetch_attempts:
+            remaining = bound - self._policy.now()
+            if remaining <= 0:
+                break
+            attempts += 1
+            try:
+                # The image's deadline cuts an attempt still running when it passes.
+                async with asyncio.timeout(remaining):
+                    return await self._fetch_once(url)
+            except TimeoutError as exc:
+                self._metrics.images_fetched.labels(outcome="error").inc()
+                last = RetryableDeliveryError("fetch: the image's deadline passed", endpoint="fetch")
+                last.__cause__ = exc
+                break
+            except RetryableDeliveryError as err:
+                last = err
+            if attempts >= config.fetch_attempts:
+                break
+            pause = min(self._policy.backoff(attempts), FETCH_BACKOFF_CAP_SECONDS)
+            if last.retry_after is not None:
+                pause = max(pause, last.retry_after)
+            if self._policy.now() + pause >= bound:
+                break  # no time left for another attempt: do not sleep past the bound
+            self._metrics.retries.labels(endpoint="fetch", cause=retry_cause(last)).inc()
+            logger.warning(
+                "image fetch failed (%s), attempt %d of %d; retrying in %.2fs: %s",
+                retry_cause(last),
+                attempts,
+                config.fetch_attempts,
+                pause,
+                _safe_url(url),
+                extra={"endpoint": "fetch", "status": last.status, "attempt": attempts},
+            )
+            await self._policy.sleep(pause)
+        raise self._unavailable(url, last, attempts)
+
+    def _unavailable(
+        self, url: str, last: RetryableDeliveryError | None, attempts: int
+    ) -> ImageRejectedError:
+        """The image's bound ran out: ``Reason.IMAGE_UNAVAILABLE``, for the route's policy to settle."""
+        self._metrics.images_fetched.labels(outcome="unavailable").inc()
+        cause = "no time left" if last is None else retry_cause(last)
+        message = (
+            f"image unavailable: {attempts} attempt(s) within "
+            f"{self._config.fetch_deadline_seconds:g}s failed, last: {cause} ({_safe_url(url)})"
+        )
+        logger.warning("%s", message, extra={"endpoint": "fetch", "attempts": attempts})
+        return ImageRejectedError(
+            message,
+            reason=Reason.IMAGE_UNAVAILABLE,
+            status=None if last is None else last.status,
+            endpoint="fetch",
+            attempts=attempts,
         )
 
     async def _fetch_once(self, url: str) -> bytes:
@@ -175,7 +268,11 @@ class UrlFetcher:
                             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                         )
                     if outcome is not Outcome.SUCCESS:
-                        raise self._fail("rejected", url, f"HTTP {status}", status)
+                        # A 4xx says the host has no such image (for us): unavailable, the
+                        # route decides. A 3xx is refused (a redirect would leave the allow-list).
+                        unavailable = 400 <= status < 500
+                        reason = Reason.IMAGE_UNAVAILABLE if unavailable else Reason.IMAGE_FETCH_FAILED
+                        raise self._fail("rejected", url, f"HTTP {status}", status, reason)
                     declared = response.headers.get("Content-Length", "")
                     if declared.isdigit() and int(declared) > limit:
                         raise self._fail("too_large", url, f"{declared} bytes, over the {limit}-byte cap")
@@ -192,6 +289,11 @@ class UrlFetcher:
         return bytes(data)
 
 
+def drops_unavailable_image(event: VisionEvent, reason: Reason) -> bool:
+    """Whether ``event`` goes on without an image that failed with ``reason`` (its route's policy)."""
+    return reason is Reason.IMAGE_UNAVAILABLE and event.deliver_without_image
+
+
 def _content_key(image: ImageSource) -> str:
     try:
         return image.content_key()
@@ -203,11 +305,14 @@ async def resolve_batch(
     events: Sequence[VisionEvent],
     work: Callable[[ImageSource], Awaitable[str]],
     key: Callable[[ImageSource], str] = _content_key,
+    *,
+    metrics: Metrics | None = None,
 ) -> tuple[list[ResolvedEvent], list[Rejection]]:
     """Run ``work`` once per distinct image (by ``key``) of ``events``, concurrently.
 
     ``work`` raises ImageRejectedError or DeliveryTimeoutError for an image that cannot be used;
-    every event carrying such an image is rejected, the others come back resolved.
+    every event carrying such an image is rejected (or, for an unavailable image and a route that
+    says so, resolved without it), the others come back resolved.
     """
     unique: dict[str, ImageSource] = {}
     keys: dict[int, str] = {}
@@ -224,7 +329,7 @@ async def resolve_batch(
         try:
             results[image_key] = await work(image)
         except ImageRejectedError as err:
-            results[image_key] = _Failure(err.reason, err.detail, err.status, 1)
+            results[image_key] = _Failure(err.reason, err.detail, err.status, err.attempts)
         except DeliveryTimeoutError as err:
             results[image_key] = _Failure(Reason.DELIVERY_TIMEOUT, str(err), err.status, err.attempts)
 
@@ -236,22 +341,38 @@ async def resolve_batch(
     resolved: list[ResolvedEvent] = []
     rejected: list[Rejection] = []
     for event in events:
-        values: list[str | None] = []
-        failure: _Failure | None = None
-        for image in (event.output_image, event.input_image):
-            result = None if image is None else results[keys[id(image)]]
-            if isinstance(result, _Failure):
-                failure = failure or result
-                values.append(None)
-            else:
-                values.append(result)
-        if failure is not None:
-            rejected.append(
-                Rejection(event, failure.reason, failure.detail, failure.status, failure.attempts)
-            )
+        outcome = _settle(
+            event, [None if i is None else results[keys[id(i)]] for i in _images(event)], metrics
+        )
+        if isinstance(outcome, Rejection):
+            rejected.append(outcome)
         else:
-            resolved.append(ResolvedEvent(event, values[0], values[1]))
+            resolved.append(outcome)
     return resolved, rejected
+
+
+def _images(event: VisionEvent) -> tuple[ImageSource | None, ImageSource | None]:
+    return event.output_image, event.input_image
+
+
+def _settle(
+    event: VisionEvent, results: list[str | _Failure | None], metrics: Metrics | None
+) -> ResolvedEvent | Rejection:
+    """One event from its images' (output, input) results: resolved, or rejected for the first failure."""
+    values: list[str | None] = []
+    dropped = False
+    for result in results:
+        if isinstance(result, _Failure):
+            if not drops_unavailable_image(event, result.reason):
+                return Rejection(event, result.reason, result.detail, result.status, result.attempts)
+            dropped = True
+            values.append(None)
+        else:
+            values.append(result)
+    if dropped and event.annotations and values == [None, None] and metrics is not None:
+        # No image entry is left to carry the predictions (the wire leaves them out).
+        metrics.annotations_dropped.labels("image_unavailable").inc()
+    return ResolvedEvent(event, values[0], values[1])
 
 
 def _source_id_of(response: httpx.Response) -> str:
@@ -307,7 +428,9 @@ class CloudImages:
             if (output is not None and output.source_id is None) or (
                 given is not None and given.source_id is None
             ):
-                return await resolve_batch(events, lambda image: self.source_id(image, deadline))
+                return await resolve_batch(
+                    events, lambda image: self.source_id(image, deadline), metrics=self._metrics
+                )
             plain.append(
                 ResolvedEvent(
                     event,
@@ -406,12 +529,15 @@ class LocalImages:
     ) -> None:
         self._fetcher = UrlFetcher(images, client, policy, metrics)
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._metrics = metrics
 
     async def resolve(
         self, events: Sequence[VisionEvent], deadline: float | None = None
     ) -> tuple[list[ResolvedEvent], list[Rejection]]:
         """Each event with its output/input base64 text, or rejected for an image that cannot be used."""
-        return await resolve_batch(events, lambda image: self.base64_of(image, deadline), key=_local_key)
+        return await resolve_batch(
+            events, lambda image: self.base64_of(image, deadline), key=_local_key, metrics=self._metrics
+        )
 
     async def base64_of(self, image: ImageSource, deadline: float | None = None) -> str:
         """``image`` as base64 text: inline as received, a URL fetched and encoded."""

@@ -70,6 +70,8 @@ class LocalSink(HttpSink):
         if not events:
             return report
         deadline = self.policy.deadline()
+        # Images first, all of them concurrently and each under its own bound (images.fetch_*), so
+        # an image host that hangs holds this batch for that bound at most, then its route decides.
         resolved, rejected = await self.images.resolve(events, deadline)
         report.rejected.extend(rejected)
         if resolved:

@@ -109,6 +109,10 @@ class RetryPolicy:
         """Sleep one backoff step (used between re-sends that are not failures, e.g. missing acks)."""
         await self._sleep(self.backoff(attempt))
 
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` with the policy's (injectable) sleep, for callers pacing their own attempts."""
+        await self._sleep(seconds)
+
     def _set_auth_failing(self, failing: bool) -> None:
         if failing != self._auth_failing:
             self._auth_failing = failing

@@ -9,12 +9,15 @@ timeout and retries as for the API sinks: a snapshot URL may serve another pictu
 URL may expire), each distinct image once. An image given as an uploaded ``source_id`` is kept as
 that id. As the API sinks would, this sink refuses (for the pipeline to dead-letter) an event whose
 URL image cannot be fetched or whose fields are not serializable; it never refuses for the spool's
-sake: a full or failing spool makes ``deliver`` wait, so nothing is acknowledged meanwhile.
+sake: a full or failing spool makes ``deliver`` wait, so nothing is acknowledged meanwhile. An
+unavailable URL image (``Reason.IMAGE_UNAVAILABLE``) of an event whose route says
+``deliver_without_image`` is left out of the spooled event instead (see ``sinks.images``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from consumer.errors import Reason, ValidationError
 from consumer.metrics import Metrics
 from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import DeliveryReport, Rejection
-from consumer.sinks.images import ImageRejectedError, UrlFetcher
+from consumer.sinks.images import ImageRejectedError, UrlFetcher, drops_unavailable_image
 from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy
 from consumer.spool.codec import NewRow, encode_event, image_key
 from consumer.spool.store import SpoolStore
@@ -90,7 +93,7 @@ class SpoolSink:
             try:
                 return await self._url_fetcher().fetch(url, deadline)
             except ImageRejectedError as err:
-                return _Failure(err.reason, err.detail, err.status)
+                return _Failure(err.reason, err.detail, err.status, err.attempts)
             except DeliveryTimeoutError as err:
                 return _Failure(Reason.DELIVERY_TIMEOUT, str(err), err.status, err.attempts)
 
@@ -130,6 +133,21 @@ class SpoolSink:
                     resolved[id(image)] = value
         return resolved, stored
 
+    def _without(self, event: VisionEvent, dropped: list[str]) -> VisionEvent:
+        """``event`` without its unavailable images (a copy: the caller's event is left as received)."""
+        if not dropped:
+            return event
+        kept = dataclasses.replace(
+            event,
+            output_image=None if "output_image" in dropped else event.output_image,
+            input_image=None if "input_image" in dropped else event.input_image,
+        )
+        if kept.annotations and kept.output_image is None and kept.input_image is None:
+            # Nothing is left to carry the predictions: they cannot be sent (the API's rule).
+            self._metrics.annotations_dropped.labels("image_unavailable").inc()
+            kept.annotations = {}
+        return kept
+
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
         """Commit the batch to the spool; report each event delivered (spooled) or refused."""
         report = DeliveryReport()
@@ -142,10 +160,14 @@ class SpoolSink:
         for event in events:
             keys: list[str | None] = []
             failure: _Failure | None = None
-            for image in (event.output_image, event.input_image):
+            dropped: list[str] = []
+            for name, image in (("output_image", event.output_image), ("input_image", event.input_image)):
                 value = None if image is None or image.source_id is not None else resolved[id(image)]
                 if isinstance(value, _Failure):
-                    failure = failure or value
+                    if drops_unavailable_image(event, value.reason):
+                        dropped.append(name)
+                    else:
+                        failure = failure or value
                     value = None
                 keys.append(value)
             if failure is not None:
@@ -154,7 +176,7 @@ class SpoolSink:
                 )
                 continue
             try:
-                row = encode_event(event, keys[0], keys[1])
+                row = encode_event(self._without(event, dropped), keys[0], keys[1])
             except orjson.JSONEncodeError as exc:
                 report.rejected.append(
                     Rejection(event, Reason.INVALID_VALUE, f"not serializable as JSON: {exc}")

@@ -21,6 +21,7 @@ from consumer.metrics import Metrics
 from consumer.model import ImageSource, InboundMessage, VisionEvent
 from consumer.sinks.base import DeliveryReport, Sink
 from consumer.sinks.cloud import MAX_ACK_RESENDS, CloudSink
+from consumer.sinks.images import FETCH_BACKOFF_CAP_SECONDS
 from consumer.urls import host_allowed
 from tests.support.clock import FakeTime
 
@@ -616,20 +617,26 @@ def test_allow_listed_url_image_is_fetched_without_credentials_and_uploaded() ->
 
 
 @pytest.mark.parametrize(
-    ("answer", "outcome"),
+    ("answer", "outcome", "reason"),
     [
-        (httpx.Response(404), "rejected"),
-        (httpx.Response(403), "rejected"),
-        (httpx.Response(301, headers={"Location": "https://evil.test/"}), "rejected"),
-        (httpx.Response(200, content=b"<html>not an image</html>"), "not_image"),
-        (httpx.Response(200, content=PNG + b"\x00" * 5000), "too_large"),
+        (httpx.Response(404), "rejected", Reason.IMAGE_UNAVAILABLE),
+        (httpx.Response(403), "rejected", Reason.IMAGE_UNAVAILABLE),
+        (
+            httpx.Response(301, headers={"Location": "https://evil.test/"}),
+            "rejected",
+            Reason.IMAGE_FETCH_FAILED,
+        ),
+        (httpx.Response(200, content=b"<html>not an image</html>"), "not_image", Reason.IMAGE_FETCH_FAILED),
+        (httpx.Response(200, content=PNG + b"\x00" * 5000), "too_large", Reason.IMAGE_FETCH_FAILED),
     ],
 )
-def test_url_fetch_failures_reject_with_image_fetch_failed(answer: httpx.Response, outcome: str) -> None:
+def test_url_fetch_failures_are_rejected_without_retry(
+    answer: httpx.Response, outcome: str, reason: Reason
+) -> None:
     images = ImagesConfig(url_allowed_hosts=["img.test"], url_max_bytes=4096)
     event = make_event(0, output=ImageSource(url="http://img.test/a.png"))
     harness, report = run(lambda: Harness(image_server(fetch=lambda r: answer), images=images), [event])
-    assert [r.reason for r in report.rejected] == [Reason.IMAGE_FETCH_FAILED]
+    assert [r.reason for r in report.rejected] == [reason]
     assert harness.uploads() == []
     assert harness.sample("vision_events_images_fetched_total", {"outcome": outcome}) == 1
     assert {r.url.host for r in harness.requests} == {"img.test"}
@@ -691,6 +698,83 @@ def test_a_fetch_that_outlives_its_timeout_is_retried() -> None:
     assert (
         harness.sample("vision_events_api_retries_total", {"endpoint": "fetch", "cause": "TimeoutError"}) == 1
     )
+
+
+def test_a_url_image_gets_its_own_attempts_then_is_unavailable_and_its_batch_mates_go() -> None:
+    def fetch(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    images = ImagesConfig(url_allowed_hosts=["img.test"], fetch_attempts=4)
+    stalled = make_event(0, output=ImageSource(url="http://img.test/a.png"))
+    harness, report = run(
+        lambda: Harness(image_server(fetch=fetch), images=images), [stalled, make_event(1), make_event(2)]
+    )
+    (rejection,) = report.rejected
+    assert rejection.event is stalled
+    assert rejection.reason is Reason.IMAGE_UNAVAILABLE
+    assert rejection.status == 503 and rejection.attempts == 4
+    assert "http://img.test/a.png" in rejection.detail
+    assert ids(report.delivered) == {"evt-1", "evt-2"}
+    assert len([r for r in harness.requests if r.url.host == "img.test"]) == 4
+    # Short pauses between the attempts, not the batch's backoff.
+    assert len(harness.time.sleeps) == 3
+    assert all(0 <= pause <= FETCH_BACKOFF_CAP_SECONDS for pause in harness.time.sleeps)
+    assert harness.sample("vision_events_images_fetched_total", {"outcome": "unavailable"}) == 1
+
+
+def test_the_image_deadline_bounds_all_attempts_and_their_pauses() -> None:
+    def fetch(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "2"})
+
+    images = ImagesConfig(url_allowed_hosts=["img.test"], fetch_attempts=10, fetch_deadline_seconds=3)
+    event = make_event(0, output=ImageSource(url="http://img.test/a.png"))
+    harness, report = run(lambda: Harness(image_server(fetch=fetch), images=images), [event])
+    (rejection,) = report.rejected
+    assert rejection.reason is Reason.IMAGE_UNAVAILABLE
+    # Attempt at 0 s, Retry-After 2 s, attempt at 2 s; a second pause would pass the 3 s deadline.
+    assert rejection.attempts == 2
+    assert harness.time.sleeps == [2.0]
+    assert harness.time.now <= 3.0
+
+
+def test_the_batch_give_up_time_shortens_the_image_bound() -> None:
+    def fetch(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "2"})
+
+    images = ImagesConfig(url_allowed_hosts=["img.test"], fetch_attempts=10)
+    event = make_event(0, output=ImageSource(url="http://img.test/a.png"))
+    retry = RetryConfig(give_up_after_seconds=3)
+    harness, report = run(lambda: Harness(image_server(fetch=fetch), images=images, retry=retry), [event])
+    assert [r.reason for r in report.rejected] == [Reason.IMAGE_UNAVAILABLE]
+    assert harness.time.now <= 3.0
+
+
+def test_an_unavailable_image_is_left_out_when_the_route_says_deliver_without_image() -> None:
+    def fetch(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404 if request.url.path == "/gone.png" else 200, content=PNG)
+
+    images = ImagesConfig(url_allowed_hosts=["img.test"])
+    alone = make_event(0, output=ImageSource(url="http://img.test/gone.png"))
+    alone.annotations = {"objectDetections": [{"class": "person", "x": 1, "y": 1, "width": 2, "height": 2}]}
+    alone.deliver_without_image = True
+    with_input = make_event(
+        1,
+        output=ImageSource(url="http://img.test/gone.png"),
+        input_=ImageSource(url="http://img.test/ok.png"),
+    )
+    with_input.deliver_without_image = True
+    strict = make_event(2, output=ImageSource(url="http://img.test/gone.png"))
+    harness, report = run(
+        lambda: Harness(image_server(fetch=fetch), images=images), [alone, with_input, strict]
+    )
+    assert ids(report.delivered) == {"evt-0", "evt-1"}
+    assert [(r.event.event_id, r.reason) for r in report.rejected] == [("evt-2", Reason.IMAGE_UNAVAILABLE)]
+    sent = sent_images(harness)
+    assert sent["evt-0"] == []
+    assert [(entry.get("sourceId"), entry.get("inputSourceId")) for entry in sent["evt-1"]] == [
+        ("src-1", "src-1")
+    ]
+    assert harness.sample("vision_events_annotations_dropped_total", {"reason": "image_unavailable"}) == 1
 
 
 # ---------------------------------------------------------------- headers and secrets

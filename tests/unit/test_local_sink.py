@@ -312,6 +312,25 @@ def test_url_image_not_allow_listed_is_rejected() -> None:
     assert harness.requests == []
 
 
+def test_an_unavailable_url_image_follows_the_route_policy_locally() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503) if request.url.host == "img.test" else stored(request)
+
+    without = make_event(0, output=ImageSource(url="http://img.test/a.png"))
+    without.deliver_without_image = True
+    strict = make_event(1, output=ImageSource(url="http://img.test/a.png"))
+    images = ImagesConfig(url_allowed_hosts=["img.test"], fetch_attempts=2)
+    harness, report = run(lambda: Harness(handler, images=images), [without, strict])
+    assert ids(report.delivered) == {"evt-0"}
+    assert [(r.event.event_id, r.reason, r.attempts) for r in report.rejected] == [
+        ("evt-1", Reason.IMAGE_UNAVAILABLE, 2)
+    ]
+    # One image, fetched once for both events: two attempts in all.
+    assert len([r for r in harness.requests if r.url.host == "img.test"]) == 2
+    (body,) = [orjson.loads(r.content) for r in harness.posts()]
+    assert body["images"] == []
+
+
 def test_an_image_given_only_as_a_cloud_source_id_is_invalid_locally() -> None:
     events = [make_event(0, output=ImageSource(source_id="ve-img-1")), make_event(1)]
     harness, report = run(lambda: Harness(stored), events)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from consumer.config import ImagesConfig, LimitsConfig
-from consumer.errors import MessageError, Reason
+from consumer.errors import ConfigError, MessageError, Reason
 from consumer.model import VisionEvent
 from consumer.normalize import Skipped, SkipReason
 from tests.support.images import b64, jpeg_bytes, png_bytes
@@ -477,3 +477,17 @@ def test_fast_uuid5_equals_the_standard_library() -> None:
     ]
     for name in names:
         assert uuid5_text(name) == str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+def test_the_route_image_unavailable_policy_travels_with_the_event() -> None:
+    routes = """
+routes:
+  - {name: keep, match: "keep/#", image_unavailable: deliver_without_image}
+  - {name: strict, match: "strict/#"}
+"""
+    norm = normalizer(routes, images=ImagesConfig(url_allowed_hosts=["img.test"]))
+    payload = {"event_type": "custom", "use_case": "u", "output_image": {"url": "https://img.test/a.jpg"}}
+    assert _event(norm.normalize(message("keep/x", payload))).deliver_without_image is True
+    assert _event(norm.normalize(message("strict/x", payload))).deliver_without_image is False
+    with pytest.raises(ConfigError, match="image_unavailable"):
+        normalizer('routes: [{match: "m", image_unavailable: drop}]')

@@ -566,11 +566,51 @@ def test_url_images_are_fetched_when_spooled_and_failures_refused(tmp_path: Path
         report = await sink.deliver(good + bad)
         assert [e.event_id for e in report.delivered] == [eid(0)]
         (refused,) = report.rejected
-        assert refused.event.event_id == eid(1) and refused.reason is Reason.IMAGE_FETCH_FAILED
+        assert refused.event.event_id == eid(1) and refused.reason is Reason.IMAGE_UNAVAILABLE
         claim = await store.claim(10, 1 << 30, frozenset())
         back = decode_event(claim.rows[0], claim.images)
         assert back.input_image is not None and back.input_image.data() == JPEG
         assert base64.b64decode(back.input_image.base64 or "") == JPEG
+        await client.aclose()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_unavailable_url_image_is_left_out_of_the_spooled_event_when_the_route_says_so(
+    tmp_path: Path,
+) -> None:
+    def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=JPEG) if request.url.path == "/frame.jpg" else httpx.Response(503)
+
+    async def scenario() -> None:
+        metrics = _metrics()
+        store = _store(tmp_path / "spool.db", metrics)
+        client = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+        sink = _sink(store, metrics, client)
+        (gone,) = _events(1, image=None, output_image={"url": "https://images.test/gone.jpg"})
+        (kept,) = _events(
+            1,
+            start=1,
+            image=None,
+            output_image={"url": "https://images.test/gone.jpg"},
+            input_image={"url": "https://images.test/frame.jpg"},
+        )
+        (strict,) = _events(1, start=2, image=None, output_image={"url": "https://images.test/gone.jpg"})
+        gone.annotations = {"objectDetections": [{"class": "a"}]}
+        gone.deliver_without_image = kept.deliver_without_image = True
+        report = await sink.deliver([gone, kept, strict])
+        assert [e.event_id for e in report.delivered] == [eid(0), eid(1)]
+        assert [(r.event.event_id, r.reason) for r in report.rejected] == [(eid(2), Reason.IMAGE_UNAVAILABLE)]
+        assert gone.output_image is not None  # the pipeline's event is left as received
+        claim = await store.claim(10, 1 << 30, frozenset())
+        back = {row.event_id: decode_event(row, claim.images) for row in claim.rows}
+        assert back[eid(0)].output_image is None and back[eid(0)].annotations == {}
+        frame = back[eid(1)].input_image
+        assert back[eid(1)].output_image is None
+        assert frame is not None and frame.data() == JPEG
+        labels = {"reason": "image_unavailable"}
+        assert _value(metrics, "vision_events_annotations_dropped_total", labels) == 1
         await client.aclose()
         await store.close()
 
