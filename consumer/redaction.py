@@ -23,6 +23,11 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 MASK: Final = "**********"
+# Free text is searched only for secrets at least this long. A real API key or password is far longer;
+# a 1-3 character "secret" (a test key, a header value such as "1") would otherwise blank every word
+# containing it and make the logs unreadable. Short secrets are still masked wherever they are known
+# to be secrets (check-config, the logged settings, headers): only the search in free text skips them.
+MIN_SEARCHED_SECRET_CHARS: Final = 6
 URL_PASSWORD_MASK: Final = "****"  # noqa: S105 - the mask, not a password
 
 # A scheme, then everything up to the next white space, quote or the next scheme (a list of URLs
@@ -65,9 +70,9 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     """Every form ``secret`` may be echoed in: raw, URL-encoded, base64, JSON-escaped.
 
     URL-encoded: ``quote`` (with and without ``/`` kept) and ``quote_plus``; base64: standard and
-    URL-safe, with and without padding. Empty for an empty secret.
+    URL-safe, with and without padding. Empty for a secret shorter than ``MIN_SEARCHED_SECRET_CHARS``.
     """
-    if not secret:
+    if len(secret) < MIN_SEARCHED_SECRET_CHARS:
         return ()
     raw = secret.encode("utf-8")
     forms = {

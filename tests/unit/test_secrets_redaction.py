@@ -334,3 +334,10 @@ def test_metrics_never_carry_a_secret(tmp_path: Path, echoing_store: str) -> Non
     exposition = generate_latest(app.metrics.registry).decode()
     assert 'status="422"' in exposition  # the refused request is in the metrics, without the key
     assert _leaks(exposition, API_KEY) == []
+
+
+def test_a_very_short_secret_is_not_searched_for_in_free_text() -> None:
+    """A 1-character test key must not blank every word that contains it; a real key is still masked."""
+    redact = Redactor(["k", "long-enough-key"])
+    assert redact("cannot reach the Kafka broker; keeps trying") == "cannot reach the Kafka broker; keeps trying"
+    assert "long-enough-key" not in redact("echoed long-enough-key back")
