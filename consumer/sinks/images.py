@@ -21,7 +21,7 @@ fetch network error, timeout, 408/425/429/5xx          retried (RetryPolicy, end
 upload refused (400/413/415/422, any REJECTED status)  ``Reason.IMAGE_REJECTED``
 upload network error, 408/425/429/5xx                  retried (endpoint ``upload``)
 upload 401/403                                         retried slowly, never rejected
-upload 2xx without a ``sourceId``                      retried (see below)
+upload 2xx without a ``sourceId``                      retried as ``unexpected_response`` (below)
 inline base64 that does not decode or is no image      ``Reason.INVALID_IMAGE``
 only a cloud ``source_id``, local sink                 ``Reason.INVALID_IMAGE``
 retries past ``give_up_after_seconds``                 ``Reason.DELIVERY_TIMEOUT``
@@ -29,7 +29,9 @@ retries past ``give_up_after_seconds``                 ``Reason.DELIVERY_TIMEOUT
 
 A 2xx upload answer without a ``sourceId`` is treated as retryable: the image is not at fault
 (a proxy or a glitching server answered), so dead-lettering the events would lose good data; the
-retries are logged and counted (cause ``MissingSourceIdError``) and bounded by the give-up time.
+retries are logged with the status and the start of the body, counted (cause
+``unexpected_response``, and in ``unexpected_responses_total``), make the consumer not ready
+while they last, and are bounded by the give-up time.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 import httpx
-import orjson
 
 from consumer.config import CloudSinkConfig, ImagesConfig
 from consumer.contract import IMAGE_CONTENT_TYPES, sniff_image_format
@@ -52,7 +53,16 @@ from consumer.metrics import Metrics
 from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import Rejection
 from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy
-from consumer.sinks.status import Outcome, Target, classify, error_for_exception, retry_after_seconds, send
+from consumer.sinks.status import (
+    Outcome,
+    Target,
+    classify,
+    created_id,
+    error_for_exception,
+    retry_after_seconds,
+    send,
+    unexpected_response,
+)
 from consumer.urls import host_allowed
 
 SOURCE_ID_CACHE_SIZE: Final = 4096
@@ -254,15 +264,11 @@ async def resolve_batch(
     return resolved, rejected
 
 
-def _source_id_of(response: httpx.Response) -> str:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        body = None
-    source_id = body.get("sourceId") if isinstance(body, dict) else None
-    if not isinstance(source_id, str) or not source_id:
-        raise RetryableDeliveryError(
-            f"upload: HTTP {response.status_code} without a sourceId", endpoint="upload"
+def _source_id_of(response: httpx.Response, metrics: Metrics, secrets: Sequence[str]) -> str:
+    source_id = created_id(response, "sourceId")
+    if source_id is None:
+        raise unexpected_response(
+            response, "no sourceId", endpoint="upload", target=Target.CLOUD, metrics=metrics, secrets=secrets
         ) from MissingSourceIdError("no sourceId in the upload answer")
     return source_id
 
@@ -374,7 +380,7 @@ class CloudImages:
             metrics=self._metrics,
             secrets=self._secrets,
         )
-        source_id = _source_id_of(response)
+        source_id = _source_id_of(response, self._metrics, self._secrets)
         self._metrics.images_uploaded.inc()
         self._metrics.image_upload_bytes.inc(len(data))
         return source_id

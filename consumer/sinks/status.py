@@ -15,8 +15,10 @@ would instead stall the partition behind it without any sign of progress. In par
 - 3xx: redirects are never followed. A client following a redirected POST may replay it as a GET
   or carry the ``Authorization`` header to another host; for image URLs, following would bypass the
   host allow-list. A redirect means the base URL is wrong, which only a human can fix.
-- Unexpected 2xx/1xx from the local Event Store: the blocks treat anything but 201 as an error
-  (contract §5.2), since a 200 may come from something that is not the Event Store at all.
+- A 2xx is only the status of a success: each sink then checks that the body is the contract's
+  answer (``eventIds``, ``sourceId``, a 201 with the event ``id`` from the Event Store) and raises
+  ``UnexpectedResponseError`` (retried like a 5xx) when it is not, since a 200 may come from
+  something that is not the API at all (a captive portal, a proxy, a wrong base URL).
 - 401/403 from an image host are not *our* credentials being refused: the fetch simply fails.
 
 Messages never contain request headers (the API key travels in them); known secrets are also
@@ -32,15 +34,22 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import httpx
 import orjson
 
-from consumer.errors import AuthError, DeliveryError, RejectedError, RetryableDeliveryError
+from consumer.errors import (
+    AuthError,
+    DeliveryError,
+    RejectedError,
+    RetryableDeliveryError,
+    UnexpectedResponseError,
+)
 from consumer.metrics import Metrics
 
 DETAIL_MAX_CHARS: Final = 1000
+BODY_HEAD_CHARS: Final = 200
 REDACTED: Final = "**********"
 
 
@@ -86,9 +95,9 @@ _S, _T, _A, _R = Outcome.SUCCESS, Outcome.RETRYABLE, Outcome.AUTH, Outcome.REJEC
 # Rows are sorted, contiguous and cover 100..599 exactly (a unit test checks it).
 STATUS_TABLE: Final[tuple[StatusRule, ...]] = (
     StatusRule(100, 199, _R, _R, _R, "a final 1xx is a broken server or proxy; httpx hides interim 1xx"),
-    StatusRule(200, 200, _S, _R, _S, "cloud: any 2xx (VE accepts <400); local: only 201 is success (§5.2)"),
+    StatusRule(200, 200, _S, _S, _S, "2xx: the sink then checks the body is the contract's answer"),
     StatusRule(201, 201, _S, _S, _S, "created: the documented success of every endpoint"),
-    StatusRule(202, 299, _S, _R, _S, "cloud: any 2xx; local: anything but 201 is an error (§5.2)"),
+    StatusRule(202, 299, _S, _S, _S, "2xx: the sink checks the answer (local: only 201 with an id, §5.2)"),
     StatusRule(300, 399, _R, _R, _R, "not followed: may turn a POST into a GET or bypass the allow-list"),
     StatusRule(400, 400, _R, _R, _R, "bad request: some event breaks the schema; split to find it"),
     StatusRule(401, 401, _A, _A, _R, "credentials refused: not the events' fault (image host: fetch fails)"),
@@ -245,3 +254,83 @@ async def send(
     if error is not None:
         raise error
     return response
+
+
+def body_head(response: httpx.Response, secrets: Sequence[str] = (), limit: int = BODY_HEAD_CHARS) -> str:
+    """The first ``limit`` characters of the body, secrets scrubbed, for logs and errors."""
+    try:
+        raw = response.content
+    except httpx.ResponseNotRead:
+        return ""
+    # Redact before cutting, so a secret straddling the cut cannot leak its first half.
+    text = redact(raw.decode("utf-8", "replace"), secrets)
+    return _truncate(text, limit)
+
+
+def unexpected_response(
+    response: httpx.Response,
+    why: str,
+    *,
+    endpoint: str,
+    target: Target,
+    metrics: Metrics,
+    secrets: Sequence[str] = (),
+) -> UnexpectedResponseError:
+    """Count and describe a success status whose body is not the contract's answer.
+
+    The message carries the status and the start of the body, so the retry log line (one per
+    backoff step, hence naturally throttled) shows what answered: a portal, a proxy, a wrong URL.
+    """
+    metrics.unexpected_responses.labels(sink=target.value, endpoint=endpoint).inc()
+    head = body_head(response, secrets)
+    message = f"{endpoint}: HTTP {response.status_code} is not the API's answer ({why}); body: {head!r}"
+    return UnexpectedResponseError(message, status=response.status_code, endpoint=endpoint, body_head=head)
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The body parsed as a JSON object, or None (not JSON, or JSON but not an object)."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class BatchAnswer(NamedTuple):
+    """A 2xx batch answer read once: the acknowledged ids, or why it is not the contract's answer."""
+
+    ids: frozenset[str]
+    problem: str | None
+
+
+def read_batch_answer(response: httpx.Response, sent_ids: Sequence[str]) -> BatchAnswer:
+    """Parse a 2xx batch answer once and check it is the contract's ``201 {"eventIds": [...]}``.
+
+    ``eventIds`` must be a list of strings, without duplicates, each one an id that was sent
+    (the API echoes the ``eventId`` each event carries, §5.1). Fewer ids than sent is a partial
+    acknowledgement, handled by the sink (the missing ones are re-sent).
+    """
+    body = json_object(response)
+    if body is None:
+        return BatchAnswer(frozenset(), "not a JSON object")
+    ids = body.get("eventIds")
+    if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+        return BatchAnswer(frozenset(), "no eventIds list of strings")
+    unique = frozenset(ids)
+    if len(ids) > len(sent_ids) or len(unique) != len(ids):
+        return BatchAnswer(
+            frozenset(), f"{len(ids)} eventIds ({len(unique)} distinct) for {len(sent_ids)} sent"
+        )
+    unknown = unique.difference(sent_ids)
+    if unknown:
+        return BatchAnswer(frozenset(), f"{len(unknown)} eventIds that were not sent")
+    return BatchAnswer(unique, None)
+
+
+def created_id(response: httpx.Response, key: str) -> str | None:
+    """The non-empty string id at ``key`` of a JSON object body (``sourceId``, ``id``), or None."""
+    body = json_object(response)
+    value = body.get(key) if body is not None else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # the Event Store's id may be a number; the blocks keep str(id) (§5.1)
+    return value if isinstance(value, str) and value else None
