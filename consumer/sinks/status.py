@@ -27,9 +27,11 @@ scrubbed from server-supplied text (``redact``), in case a proxy echoes a header
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -48,8 +50,11 @@ from consumer.errors import (
 )
 from consumer.metrics import Metrics
 
+logger = logging.getLogger(__name__)
+
 DETAIL_MAX_CHARS: Final = 1000
 BODY_HEAD_CHARS: Final = 200
+UNEXPECTED_LOG_INTERVAL_SECONDS: Final = 30.0
 REDACTED: Final = "**********"
 
 
@@ -267,6 +272,37 @@ def body_head(response: httpx.Response, secrets: Sequence[str] = (), limit: int 
     return _truncate(text, limit)
 
 
+class LogThrottle:
+    """Lets one log line per key through each ``interval`` seconds and counts the ones held back.
+
+    An API answering a portal's page fails every request; one line per sink and endpoint every
+    30 s, with the count since the last line, says as much as thousands of lines would.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()  # sinks of several event loops (spool forwarder) share it
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def admit(self, key: tuple[str, str]) -> int | None:
+        """The number of occurrences this line stands for (itself included), or None to stay quiet."""
+        now = self._clock()
+        with self._lock:
+            held = self._held.get(key, 0) + 1
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = held
+                return None
+            self._last[key] = now
+            self._held[key] = 0
+            return held
+
+
+UNEXPECTED_LOG = LogThrottle(UNEXPECTED_LOG_INTERVAL_SECONDS)
+
+
 def unexpected_response(
     response: httpx.Response,
     why: str,
@@ -278,12 +314,31 @@ def unexpected_response(
 ) -> UnexpectedResponseError:
     """Count and describe a success status whose body is not the contract's answer.
 
-    The message carries the status and the start of the body, so the retry log line (one per
-    backoff step, hence naturally throttled) shows what answered: a portal, a proxy, a wrong URL.
+    The message carries the status and the start of the body (secrets redacted), so logs show
+    what answered: a portal, a proxy, a wrong URL. A warning is logged at most once per
+    :data:`UNEXPECTED_LOG_INTERVAL_SECONDS` per sink and endpoint, with the count since the last one.
     """
     metrics.unexpected_responses.labels(sink=target.value, endpoint=endpoint).inc()
     head = body_head(response, secrets)
     message = f"{endpoint}: HTTP {response.status_code} is not the API's answer ({why}); body: {head!r}"
+    count = UNEXPECTED_LOG.admit((target.value, endpoint))
+    if count is not None:
+        logger.warning(
+            "%s sink: %s answered HTTP %d without the contract's answer (%s), %d time(s) since the last"
+            " such line; retrying, nothing acknowledged; body starts: %r",
+            target.value,
+            endpoint,
+            response.status_code,
+            why,
+            count,
+            head,
+            extra={
+                "sink": target.value,
+                "endpoint": endpoint,
+                "status": response.status_code,
+                "count": count,
+            },
+        )
     return UnexpectedResponseError(message, status=response.status_code, endpoint=endpoint, body_head=head)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from email.utils import formatdate
 
 import httpx
@@ -14,6 +15,7 @@ from consumer.sinks.status import (
     BODY_HEAD_CHARS,
     DETAIL_MAX_CHARS,
     STATUS_TABLE,
+    LogThrottle,
     Outcome,
     Target,
     classify,
@@ -269,3 +271,42 @@ def test_send_records_network_errors_as_status_error() -> None:
 
     asyncio.run(scenario())
     assert requests_seen(metrics, "upload", "error") == 1
+
+
+def test_the_log_throttle_lets_one_line_per_key_through_each_interval_with_the_count() -> None:
+    now = [100.0]
+    throttle = LogThrottle(30.0, clock=lambda: now[0])
+    assert throttle.admit(("cloud", "batch")) == 1
+    assert throttle.admit(("cloud", "batch")) is None
+    assert throttle.admit(("cloud", "upload")) == 1, "each endpoint has its own budget"
+    now[0] += 29.9
+    assert throttle.admit(("cloud", "batch")) is None
+    now[0] += 0.1
+    assert throttle.admit(("cloud", "batch")) == 3, "the line stands for the two held back and itself"
+    assert throttle.admit(("cloud", "batch")) is None
+
+
+def test_an_unexpected_answer_is_logged_throttled_with_status_and_redacted_body(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("consumer.sinks.status.UNEXPECTED_LOG", LogThrottle(30.0, clock=lambda: 0.0))
+    metrics = Metrics()
+    page = _response(200, text=f"<html><p>Portal login, token {KEY}</p></html>")
+    with caplog.at_level(logging.WARNING, logger="consumer.sinks.status"):
+        for _ in range(5):
+            unexpected_response(
+                page,
+                "not a JSON object",
+                endpoint="batch",
+                target=Target.CLOUD,
+                metrics=metrics,
+                secrets=[KEY],
+            )
+    (record,) = [r for r in caplog.records if r.name == "consumer.sinks.status"]
+    text = record.getMessage()
+    assert "HTTP 200" in text
+    assert "Portal login" in text
+    assert KEY not in text
+    assert record.__dict__["count"] == 1
+    labels = {"sink": "cloud", "endpoint": "batch"}
+    assert metrics.registry.get_sample_value("vision_events_unexpected_responses_total", labels) == 5
