@@ -245,6 +245,13 @@ class App:
             )
             if auth_failing:
                 reasons.append("the API refuses the credentials (401/403)")
+            answers_unexpected = (
+                self.sink.answers_unexpected
+                if self.sink is not None
+                else self.pipeline.sink_answers_unexpected
+            )
+            if answers_unexpected:
+                reasons.append("the API answers success without the contract's answer (unexpected_response)")
             if self.pipeline.dead_letter_failing:
                 reasons.append("the dead-letter destination is failing")
         stuck = self._stuck_reason()

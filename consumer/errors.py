@@ -12,6 +12,8 @@ The tree::
     │   └── ValidationError         a field breaks a limit or enum of the API contract
     └── DeliveryError               the sink could not deliver (raised by sinks only)
         ├── RetryableDeliveryError  network error, 408/425/429/5xx/529: back off and try again
+        │   └── UnexpectedResponseError  a 2xx that is not the contract's answer (HTML, no ids):
+        │                           nothing is known stored, so retried like a 5xx, never acked
         ├── AuthError               401/403: not the events' fault; mark not-ready, retry slowly
         └── RejectedError           the API refused the request for good (400/413/422, other 4xx):
                                     split the batch to isolate the bad events
@@ -56,6 +58,7 @@ class Reason(StrEnum):
     IMAGE_UNAVAILABLE = "image_unavailable"
     DELIVERY_TIMEOUT = "delivery_timeout"
     NOT_ACKNOWLEDGED = "not_acknowledged_by_api"
+    UNEXPECTED_RESPONSE = "unexpected_response"
 
 
 class ConsumerError(Exception):
@@ -125,6 +128,23 @@ class RetryableDeliveryError(DeliveryError):
     ) -> None:
         super().__init__(message, status=status, endpoint=endpoint)
         self.retry_after = retry_after
+
+
+class UnexpectedResponseError(RetryableDeliveryError):
+    """A success status whose body is not the contract's answer (``Reason.UNEXPECTED_RESPONSE``).
+
+    A captive portal's HTML page, a proxy's ``{"ok": true}``, a 204 or a wrong ``eventIds`` list
+    says nothing was stored, so the request is retried like a 5xx and its events are never
+    acknowledged on the strength of it. ``body_head`` is the start of the body, secrets redacted.
+    """
+
+    reason = Reason.UNEXPECTED_RESPONSE
+
+    def __init__(
+        self, message: str, *, status: int | None = None, endpoint: str = "", body_head: str = ""
+    ) -> None:
+        super().__init__(message, status=status, endpoint=endpoint)
+        self.body_head = body_head
 
 
 class AuthError(DeliveryError):

@@ -101,6 +101,20 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.unexpected_responses = Counter(
+            "unexpected_responses",
+            "Success statuses whose body was not the API contract's answer (retried, never acknowledged).",
+            ["sink", "endpoint"],
+            namespace=ns,
+            registry=r,
+        )
+        self.sink_unexpected_responses = Gauge(
+            "sink_unexpected_responses",
+            "1 while the API's last answer was a success status without the contract's answer.",
+            ["sink"],
+            namespace=ns,
+            registry=r,
+        )
         self.batch_splits = Counter(
             "batch_splits",
             "Batches split in two to isolate rejected events.",

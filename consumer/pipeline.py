@@ -218,6 +218,11 @@ class Pipeline:
         return self._dead_letters
 
     @property
+    def sink_answers_unexpected(self) -> bool:
+        """True while the sink's destination answers 2xx without the contract's answer."""
+        return self._sink.answers_unexpected
+
+    @property
     def sink_auth_failing(self) -> bool:
         """True while the sink's credentials are refused."""
         return self._sink.auth_failing

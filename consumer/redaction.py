@@ -70,9 +70,9 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     """Every form ``secret`` may be echoed in: raw, URL-encoded, base64, JSON-escaped.
 
     URL-encoded: ``quote`` (with and without ``/`` kept) and ``quote_plus``; base64: standard and
-    URL-safe, with and without padding. Empty for a secret shorter than ``MIN_SEARCHED_SECRET_CHARS``.
+    URL-safe, with and without padding. Empty for an empty secret.
     """
-    if len(secret) < MIN_SEARCHED_SECRET_CHARS:
+    if not secret:
         return ()
     raw = secret.encode("utf-8")
     forms = {

@@ -14,11 +14,13 @@ from datetime import datetime
 from enum import Enum
 from typing import Final
 
+import orjson
+
 from consumer.fakeapi.cloud import IMAGES_PREFIX, CloudEndpoints
 from consumer.fakeapi.control import CONTROL_PREFIX, ControlEndpoints
 from consumer.fakeapi.faults import FaultAction, FaultPlan
 from consumer.fakeapi.local import LocalEndpoints, capacity_response
-from consumer.fakeapi.messages import HttpError, Request, Response, cloud_error, local_error
+from consumer.fakeapi.messages import HttpError, Request, Response, cloud_error, json_response, local_error
 from consumer.fakeapi.state import DROPPED, FakeState
 
 MIB: Final = 1024 * 1024
@@ -144,6 +146,8 @@ class FakeApp:
                 time.sleep(action.latency_s)
             if action.drop_connection:
                 return None
+            if action.status is not None and action.answer is not None:
+                return wrong_answer(action.answer, action.status, request.body)
             if action.status is not None:
                 return self._fault_response(family, action.status, action)
         return self._route(request, route, family)
@@ -191,3 +195,29 @@ class FakeApp:
         if action.retry_after is None:
             return response
         return Response(status, response.body, headers=(("Retry-After", str(action.retry_after)),))
+
+
+_PORTAL_PAGE: Final = (
+    b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Wi-Fi login</body></html>"
+)
+
+
+def wrong_answer(kind: str, status: int, body: bytes) -> Response:
+    """A success status whose body is not the contract's answer (see ``faults.WRONG_ANSWERS``)."""
+    if kind == "html":
+        return Response(status, _PORTAL_PAGE, "text/html; charset=utf-8")
+    if kind == "ok_true":
+        return json_response(status, {"ok": True})
+    if kind == "empty":
+        return Response(status, b"")
+    try:
+        events = orjson.loads(body).get("events", [])
+        sent = [event["eventId"] for event in events if isinstance(event, dict) and "eventId" in event]
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        sent = []
+    count = max(len(sent), 1)
+    if kind == "duplicate_ids":
+        ids = [sent[0] if sent else "evt"] * max(count, 2)
+    else:
+        ids = [f"not-sent-{n}" for n in range(count)]
+    return json_response(status, {"created": len(ids), "eventIds": ids})

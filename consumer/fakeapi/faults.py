@@ -18,8 +18,27 @@ from typing import Any, Final
 
 _DEFAULT_STATUSES: Final = (500, 500)
 _RULE_FIELDS: Final = frozenset(
-    {"path_prefix", "statuses", "retry_after", "latency_s", "drop_connection", "times", "fail_ratio"}
+    {
+        "path_prefix",
+        "statuses",
+        "retry_after",
+        "latency_s",
+        "drop_connection",
+        "times",
+        "fail_ratio",
+        "answer",
+    }
 )
+# Success statuses whose body is not the contract's answer (a captive portal, a proxy, a wrong
+# base URL), and the status each one answers with unless ``statuses`` says otherwise. The request
+# is not handled: nothing is stored, exactly what a consumer trusting the status would miss.
+WRONG_ANSWERS: Final[dict[str, int]] = {
+    "html": 200,  # a portal's or proxy's HTML page
+    "ok_true": 200,  # {"ok": true}
+    "empty": 204,  # no body at all
+    "wrong_ids": 201,  # {"eventIds": [...]} with ids that were not sent
+    "duplicate_ids": 201,  # {"eventIds": [...]} naming the first event sent over and over
+}
 # Statuses a fault may answer with: informational 1xx would break HTTP framing.
 _MIN_STATUS: Final = 200
 _MAX_STATUS: Final = 599
@@ -36,6 +55,7 @@ class FaultAction:
     latency_s: float = 0.0
     drop_connection: bool = False
     retry_after: int | str | None = None
+    answer: str | None = None
 
 
 @dataclass(slots=True)
@@ -49,6 +69,7 @@ class FaultRule:
     drop_connection: bool
     remaining: int | None  # firings left; None = unlimited
     fail_ratio: float | None
+    answer: str | None = None
     fired: int = 0
 
     def describe(self) -> dict[str, Any]:
@@ -61,6 +82,7 @@ class FaultRule:
             "drop_connection": self.drop_connection,
             "remaining": self.remaining,
             "fail_ratio": self.fail_ratio,
+            "answer": self.answer,
             "fired": self.fired,
         }
 
@@ -74,17 +96,27 @@ def make_rule(
     drop_connection: bool = False,
     times: int | None = None,
     fail_ratio: float | None = None,
+    answer: str | None = None,
 ) -> FaultRule:
     """Check the arguments of a rule and build it.
 
     ``times`` defaults to ``len(statuses)`` in sequence mode (each status is used once, in
     order; with a larger ``times`` the statuses repeat), and to unlimited when ``statuses`` is
     empty (a delay-only rule) or in ratio mode. With ``drop_connection`` each firing closes the
-    socket without a response instead of sending a status.
+    socket without a response instead of sending a status. ``answer`` (a key of
+    :data:`WRONG_ANSWERS`) answers a success status with a body that is not the contract's
+    answer; its status is the answer's own unless ``statuses`` names other 2xx codes.
     """
     if not path_prefix.startswith("/"):
         raise ValueError("path_prefix must start with '/'")
     codes = tuple(statuses)
+    if answer is not None:
+        if answer not in WRONG_ANSWERS:
+            raise ValueError(f"answer must be one of {sorted(WRONG_ANSWERS)}, got {answer!r}")
+        if codes == _DEFAULT_STATUSES:
+            codes = (WRONG_ANSWERS[answer],)
+        if any(not 200 <= code <= 299 for code in codes):
+            raise ValueError("an answer fault needs 2xx statuses")
     for code in codes:
         if isinstance(code, bool) or not isinstance(code, int) or not _MIN_STATUS <= code <= _MAX_STATUS:
             raise ValueError(f"statuses must be HTTP codes {_MIN_STATUS}-{_MAX_STATUS}, got {code!r}")
@@ -107,6 +139,7 @@ def make_rule(
         drop_connection=drop_connection,
         remaining=remaining,
         fail_ratio=fail_ratio,
+        answer=answer,
     )
 
 
@@ -136,6 +169,7 @@ def rule_from_json(data: Any) -> FaultRule:
         drop_connection=_typed(data, "drop_connection", (bool,), False),
         times=_typed(data, "times", (int,), None),
         fail_ratio=_typed(data, "fail_ratio", (int, float), None),
+        answer=_typed(data, "answer", (str,), None),
     )
 
 
@@ -206,4 +240,5 @@ class FaultPlan:
             latency_s=rule.latency_s,
             drop_connection=rule.drop_connection,
             retry_after=rule.retry_after,
+            answer=rule.answer,
         )

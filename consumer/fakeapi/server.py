@@ -411,6 +411,7 @@ class FakeVisionEventsApi:
         drop_connection: bool = False,
         times: int | None = None,
         fail_ratio: float | None = None,
+        answer: str | None = None,
     ) -> None:
         """Queue a fault rule for requests whose path starts with ``path_prefix``.
 
@@ -422,7 +423,8 @@ class FakeVisionEventsApi:
         ``drop_connection`` closes the socket without any response instead of a status.
         Ratio mode (``fail_ratio``): each matching request fails with that probability, its
         status drawn from ``statuses`` by the RNG seeded with ``fault_seed``; unlimited unless
-        ``times`` is given.
+        ``times`` is given. ``answer`` (``html``, ``ok_true``, ``empty``, ``wrong_ids``,
+        ``duplicate_ids``) answers a 2xx whose body is not the contract's answer, storing nothing.
         """
         self._faults.add(
             make_rule(
@@ -433,6 +435,7 @@ class FakeVisionEventsApi:
                 drop_connection=drop_connection,
                 times=times,
                 fail_ratio=fail_ratio,
+                answer=answer,
             )
         )
 

@@ -46,6 +46,11 @@ class Sink(Protocol):
         """True while the destination refuses the credentials."""
         ...
 
+    @property
+    def answers_unexpected(self) -> bool:
+        """True while the destination answers 2xx without the contract's answer (not ready)."""
+        ...
+
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
         """Deliver ``events`` (at most one batch) and report each one's fate."""
         ...

@@ -2,12 +2,14 @@
 
 Decisions (contract references in brackets):
 
-- Success is any 2xx [§1.2: VE accepts any status < 400; 3xx is not followed, see ``status.py``].
-- Batch partial-failure semantics are NOT FOUND [§2.5]. A 2xx answer whose ``eventIds`` list
-  (when present) misses some of the ids sent is read as "those were not stored": they are re-sent,
-  in a smaller batch, after a short backoff (events are idempotent by ``eventId`` [§2.1]), and after
-  :data:`MAX_ACK_RESENDS` re-sends still missing they are rejected with ``Reason.NOT_ACKNOWLEDGED``.
-  A 2xx without ``eventIds`` (or with a malformed one) acknowledges the whole batch.
+- Success is a 2xx [§1.2; 3xx is not followed, see ``status.py``] whose body is the contract's
+  answer, ``{"eventIds": [...]}`` [§5.1]. Anything else with a 2xx (an HTML page from a captive
+  portal, a proxy's ``{"ok": true}``, a 204, ids that were not sent) proves nothing was stored: it
+  is an ``UnexpectedResponseError``, retried like a 5xx and never acknowledged.
+- Batch partial-failure semantics are NOT FOUND [§2.5]. An ``eventIds`` list that misses some of
+  the ids sent is read as "those were not stored": they are re-sent, in a smaller batch, after a
+  short backoff (events are idempotent by ``eventId`` [§2.1]), and after :data:`MAX_ACK_RESENDS`
+  re-sends still missing they are rejected with ``Reason.NOT_ACKNOWLEDGED``.
 - A REJECTED status on a batch of n > 1 splits it in halves, delivered concurrently; on one event it
   becomes ``Rejection(Reason.API_REJECTED, detail=<the API's reason>, status=...)``.
 - An event with only an input image sends the input's id as both ``sourceId`` and ``inputSourceId``
@@ -44,7 +46,7 @@ from consumer.sinks.http import HttpSink
 from consumer.sinks.images import CloudImages
 from consumer.sinks.inflight import tracks_in_flight
 from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
-from consumer.sinks.status import Target, send
+from consumer.sinks.status import Target, read_batch_answer, send, unexpected_response
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +57,6 @@ MAX_ACK_RESENDS: Final = 3
 class _Part:
     event: VisionEvent
     body: bytes
-
-
-def acknowledged_ids(response: httpx.Response) -> set[str] | None:
-    """Return the ``eventIds`` of a batch answer, or None when the answer has no usable list."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
-    ids = body.get("eventIds") if isinstance(body, dict) else None
-    if not isinstance(ids, list):
-        return None
-    return {item for item in ids if isinstance(item, str)}
 
 
 class CloudSink(HttpSink):
@@ -134,11 +124,11 @@ class CloudSink(HttpSink):
                     )
         return report
 
-    async def _post(self, body: bytes) -> httpx.Response:
+    async def _post(self, body: bytes, sent_ids: Sequence[str]) -> tuple[int, frozenset[str]]:
         request = self._client.build_request(
             "POST", self._url, content=body, headers=self._headers, timeout=self._config.timeout_seconds
         )
-        return await send(
+        response = await send(
             self._client,
             request,
             endpoint="batch",
@@ -146,13 +136,28 @@ class CloudSink(HttpSink):
             metrics=self._metrics,
             secrets=self._secrets,
         )
+        # Checked inside the retried call, so an answer that is not the API's is retried like a 5xx.
+        answer = read_batch_answer(response, sent_ids)
+        if answer.problem is not None:
+            raise unexpected_response(
+                response,
+                answer.problem,
+                endpoint="batch",
+                target=Target.CLOUD,
+                metrics=self._metrics,
+                secrets=self._secrets,
+            )
+        return response.status_code, answer.ids
 
     async def _send(
         self, parts: list[_Part], deadline: float | None, report: DeliveryReport, resends: int
     ) -> None:
         body = b'{"events":[' + b",".join(part.body for part in parts) + b"]}"
+        sent_ids = [part.event.event_id for part in parts]
         try:
-            response = await self.policy.call("batch", lambda: self._post(body), deadline=deadline)
+            status, acknowledged = await self.policy.call(
+                "batch", lambda: self._post(body, sent_ids), deadline=deadline
+            )
         except DeliveryTimeoutError as err:
             report.rejected.extend(
                 Rejection(part.event, Reason.DELIVERY_TIMEOUT, str(err), err.status, err.attempts)
@@ -169,10 +174,6 @@ class CloudSink(HttpSink):
                 group.create_task(self._send(parts[:middle], deadline, report, resends))
                 group.create_task(self._send(parts[middle:], deadline, report, resends))
             return
-        acknowledged = acknowledged_ids(response)
-        if acknowledged is None:
-            report.delivered.extend(part.event for part in parts)
-            return
         missing = [part for part in parts if part.event.event_id not in acknowledged]
         report.delivered.extend(part.event for part in parts if part.event.event_id in acknowledged)
         if not missing:
@@ -188,7 +189,7 @@ class CloudSink(HttpSink):
                     part.event,
                     Reason.NOT_ACKNOWLEDGED,
                     f"eventId missing from the API's eventIds after {resends + 1} requests",
-                    response.status_code,
+                    status,
                     resends + 1,
                 )
                 for part in missing
@@ -196,7 +197,7 @@ class CloudSink(HttpSink):
             return
         logger.warning(
             "cloud sink: HTTP %d answer did not list %d of %d eventIds; re-sending them",
-            response.status_code,
+            status,
             len(missing),
             len(parts),
         )

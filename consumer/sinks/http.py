@@ -46,6 +46,11 @@ class HttpSink:
         """True while the destination refuses the credentials (401/403)."""
         return self.policy.auth_failing
 
+    @property
+    def answers_unexpected(self) -> bool:
+        """True while the destination answers success statuses without the contract's answer."""
+        return self.policy.answers_unexpected
+
     async def aclose(self) -> None:
         """Close the HTTP client if this sink created it."""
         if self._owns_client:

@@ -34,7 +34,7 @@ fetch network error, timeout, 408/425/429/5xx          retried within the image'
 upload refused (400/413/415/422, any REJECTED status)  ``Reason.IMAGE_REJECTED``
 upload network error, 408/425/429/5xx                  retried (endpoint ``upload``)
 upload 401/403                                         retried slowly, never rejected
-upload 2xx without a ``sourceId``                      retried (see below)
+upload 2xx without a ``sourceId``                      retried as ``unexpected_response`` (below)
 inline base64 that does not decode or is no image      ``Reason.INVALID_IMAGE``
 only a cloud ``source_id``, local sink                 ``Reason.INVALID_IMAGE``
 upload retries past ``give_up_after_seconds``          ``Reason.DELIVERY_TIMEOUT``
@@ -42,7 +42,9 @@ upload retries past ``give_up_after_seconds``          ``Reason.DELIVERY_TIMEOUT
 
 A 2xx upload answer without a ``sourceId`` is treated as retryable: the image is not at fault
 (a proxy or a glitching server answered), so dead-lettering the events would lose good data; the
-retries are logged and counted (cause ``MissingSourceIdError``) and bounded by the give-up time.
+retries are logged with the status and the start of the body, counted (cause
+``unexpected_response``, and in ``unexpected_responses_total``), make the consumer not ready
+while they last, and are bounded by the give-up time.
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 import httpx
-import orjson
 
 from consumer.config import CloudSinkConfig, ImagesConfig
 from consumer.contract import IMAGE_CONTENT_TYPES, sniff_image_format
@@ -66,7 +67,16 @@ from consumer.metrics import Metrics
 from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import Rejection
 from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy, retry_cause
-from consumer.sinks.status import Outcome, Target, classify, error_for_exception, retry_after_seconds, send
+from consumer.sinks.status import (
+    Outcome,
+    Target,
+    classify,
+    created_id,
+    error_for_exception,
+    retry_after_seconds,
+    send,
+    unexpected_response,
+)
 from consumer.urls import host_allowed
 
 logger = logging.getLogger(__name__)
@@ -375,15 +385,11 @@ def _settle(
     return ResolvedEvent(event, values[0], values[1])
 
 
-def _source_id_of(response: httpx.Response) -> str:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        body = None
-    source_id = body.get("sourceId") if isinstance(body, dict) else None
-    if not isinstance(source_id, str) or not source_id:
-        raise RetryableDeliveryError(
-            f"upload: HTTP {response.status_code} without a sourceId", endpoint="upload"
+def _source_id_of(response: httpx.Response, metrics: Metrics, secrets: Sequence[str]) -> str:
+    source_id = created_id(response, "sourceId")
+    if source_id is None:
+        raise unexpected_response(
+            response, "no sourceId", endpoint="upload", target=Target.CLOUD, metrics=metrics, secrets=secrets
         ) from MissingSourceIdError("no sourceId in the upload answer")
     return source_id
 
@@ -497,7 +503,7 @@ class CloudImages:
             metrics=self._metrics,
             secrets=self._secrets,
         )
-        source_id = _source_id_of(response)
+        source_id = _source_id_of(response, self._metrics, self._secrets)
         self._metrics.images_uploaded.inc()
         self._metrics.image_upload_bytes.inc(len(data))
         return source_id

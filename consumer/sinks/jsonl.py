@@ -50,6 +50,11 @@ class JsonlSink:
         self._lock = asyncio.Lock()
 
     @property
+    def answers_unexpected(self) -> bool:
+        """Always False: a file gives no answers to check."""
+        return False
+
+    @property
     def auth_failing(self) -> bool:
         """Always False: there are no credentials."""
         return False

@@ -1,6 +1,8 @@
 """The on-device Event Store sink: one ``POST {url}/v2/events`` per event (contract §1.2, §2.2, §5.2).
 
-- Only 201 is success; a 200 (or any other 2xx) is an error, as in the blocks [§5.2]; 529 means
+- Only 201 with the event's ``id`` [§5.1] is success; any other 2xx (a 200, a 204, an HTML page,
+  a body without ``id``) is not the Event Store's answer: ``UnexpectedResponseError``, retried
+  like a 5xx and never acknowledged (the blocks treat it as an error too [§5.2]); 529 means
   the device is at capacity and is retried with backoff like any 5xx; the rest per ``status.py``.
 - A refused event becomes ``Rejection(Reason.API_REJECTED, detail=<the body's detail>)``.
 - Images go inline as base64 (``images.LocalImages``); an image given only as a cloud
@@ -30,7 +32,7 @@ from consumer.sinks.http import HttpSink
 from consumer.sinks.images import LocalImages, ResolvedEvent
 from consumer.sinks.inflight import tracks_in_flight
 from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
-from consumer.sinks.status import Target, send
+from consumer.sinks.status import Target, created_id, send, unexpected_response
 
 
 class LocalSink(HttpSink):
@@ -84,7 +86,7 @@ class LocalSink(HttpSink):
         request = self._client.build_request(
             "POST", self._url, content=body, headers=self._headers, timeout=self._config.timeout_seconds
         )
-        return await send(
+        response = await send(
             self._client,
             request,
             endpoint="events",
@@ -92,6 +94,18 @@ class LocalSink(HttpSink):
             metrics=self._metrics,
             secrets=self._secrets,
         )
+        # Checked inside the retried call, so an answer that is not the Event Store's is retried.
+        if response.status_code != 201 or created_id(response, "id") is None:
+            why = "not 201" if response.status_code != 201 else "no event id"
+            raise unexpected_response(
+                response,
+                why,
+                endpoint="events",
+                target=Target.LOCAL,
+                metrics=self._metrics,
+                secrets=self._secrets,
+            )
+        return response
 
     async def _deliver_one(self, item: ResolvedEvent, deadline: float | None, report: DeliveryReport) -> None:
         event = item.event

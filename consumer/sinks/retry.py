@@ -28,7 +28,7 @@ from typing import Final, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type
 
 from consumer.config import RetryConfig
-from consumer.errors import AuthError, DeliveryError, RetryableDeliveryError
+from consumer.errors import AuthError, DeliveryError, RetryableDeliveryError, UnexpectedResponseError
 from consumer.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def retry_cause(error: BaseException) -> str:
     """Return the ``cause`` label of the retries metric: status, "auth", or the network error's class."""
     if isinstance(error, AuthError):
         return "auth"
+    if isinstance(error, UnexpectedResponseError):
+        return str(error.reason)
     if isinstance(error, DeliveryError) and error.status is not None:
         return str(error.status)
     origin = error.__cause__ if error.__cause__ is not None else error
@@ -83,12 +85,32 @@ class RetryPolicy:
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not crypto
         self._auth_failing = False
+        # Per endpoint: a good upload answer must not clear a batch endpoint still answering wrongly.
+        self._unexpected_endpoints: set[str] = set()
         metrics.sink_auth_failing.labels(sink=sink).set(0)
+        metrics.sink_unexpected_responses.labels(sink=sink).set(0)
 
     @property
     def auth_failing(self) -> bool:
         """True from a 401/403 until the next successful request."""
         return self._auth_failing
+
+    @property
+    def answers_unexpected(self) -> bool:
+        """True from a 2xx that is not the contract's answer until that endpoint answers as it should."""
+        return bool(self._unexpected_endpoints)
+
+    def _set_answers_unexpected(self, endpoint: str, unexpected: bool) -> None:
+        before = bool(self._unexpected_endpoints)
+        if unexpected:
+            self._unexpected_endpoints.add(endpoint)
+        else:
+            self._unexpected_endpoints.discard(endpoint)
+        after = bool(self._unexpected_endpoints)
+        if after != before:
+            self._metrics.sink_unexpected_responses.labels(sink=self._sink).set(1 if after else 0)
+            if not after:
+                logger.info("%s sink: the API answers as its contract says again", self._sink)
 
     def now(self) -> float:
         """Return the policy's clock (monotonic seconds)."""
@@ -197,8 +219,12 @@ class RetryPolicy:
             except AuthError:
                 self._set_auth_failing(True)
                 raise
+            except UnexpectedResponseError:
+                self._set_answers_unexpected(endpoint, True)
+                raise
             if tracks_auth:
                 self._set_auth_failing(False)
+                self._set_answers_unexpected(endpoint, False)
             return result
 
         retrying = AsyncRetrying(

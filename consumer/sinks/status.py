@@ -15,8 +15,10 @@ would instead stall the partition behind it without any sign of progress. In par
 - 3xx: redirects are never followed. A client following a redirected POST may replay it as a GET
   or carry the ``Authorization`` header to another host; for image URLs, following would bypass the
   host allow-list. A redirect means the base URL is wrong, which only a human can fix.
-- Unexpected 2xx/1xx from the local Event Store: the blocks treat anything but 201 as an error
-  (contract §5.2), since a 200 may come from something that is not the Event Store at all.
+- A 2xx is only the status of a success: each sink then checks that the body is the contract's
+  answer (``eventIds``, ``sourceId``, a 201 with the event ``id`` from the Event Store) and raises
+  ``UnexpectedResponseError`` (retried like a 5xx) when it is not, since a 200 may come from
+  something that is not the API at all (a captive portal, a proxy, a wrong base URL).
 - 401/403 from an image host are not *our* credentials being refused: the fetch simply fails.
 
 Messages never contain request headers (the API key travels in them); known secrets are also
@@ -25,22 +27,34 @@ scrubbed from server-supplied text (``redact``), in case a proxy echoes a header
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import httpx
 import orjson
 
-from consumer.errors import AuthError, DeliveryError, RejectedError, RetryableDeliveryError
+from consumer.errors import (
+    AuthError,
+    DeliveryError,
+    RejectedError,
+    RetryableDeliveryError,
+    UnexpectedResponseError,
+)
 from consumer.metrics import Metrics
 
+logger = logging.getLogger(__name__)
+
 DETAIL_MAX_CHARS: Final = 1000
+BODY_HEAD_CHARS: Final = 200
+UNEXPECTED_LOG_INTERVAL_SECONDS: Final = 30.0
 REDACTED: Final = "**********"
 
 
@@ -86,9 +100,9 @@ _S, _T, _A, _R = Outcome.SUCCESS, Outcome.RETRYABLE, Outcome.AUTH, Outcome.REJEC
 # Rows are sorted, contiguous and cover 100..599 exactly (a unit test checks it).
 STATUS_TABLE: Final[tuple[StatusRule, ...]] = (
     StatusRule(100, 199, _R, _R, _R, "a final 1xx is a broken server or proxy; httpx hides interim 1xx"),
-    StatusRule(200, 200, _S, _R, _S, "cloud: any 2xx (VE accepts <400); local: only 201 is success (§5.2)"),
+    StatusRule(200, 200, _S, _S, _S, "2xx: the sink then checks the body is the contract's answer"),
     StatusRule(201, 201, _S, _S, _S, "created: the documented success of every endpoint"),
-    StatusRule(202, 299, _S, _R, _S, "cloud: any 2xx; local: anything but 201 is an error (§5.2)"),
+    StatusRule(202, 299, _S, _S, _S, "2xx: the sink checks the answer (local: only 201 with an id, §5.2)"),
     StatusRule(300, 399, _R, _R, _R, "not followed: may turn a POST into a GET or bypass the allow-list"),
     StatusRule(400, 400, _R, _R, _R, "bad request: some event breaks the schema; split to find it"),
     StatusRule(401, 401, _A, _A, _R, "credentials refused: not the events' fault (image host: fetch fails)"),
@@ -245,3 +259,133 @@ async def send(
     if error is not None:
         raise error
     return response
+
+
+def body_head(response: httpx.Response, secrets: Sequence[str] = (), limit: int = BODY_HEAD_CHARS) -> str:
+    """The first ``limit`` characters of the body, secrets scrubbed, for logs and errors."""
+    try:
+        raw = response.content
+    except httpx.ResponseNotRead:
+        return ""
+    # Redact before cutting, so a secret straddling the cut cannot leak its first half.
+    text = redact(raw.decode("utf-8", "replace"), secrets)
+    return _truncate(text, limit)
+
+
+class LogThrottle:
+    """Lets one log line per key through each ``interval`` seconds and counts the ones held back.
+
+    An API answering a portal's page fails every request; one line per sink and endpoint every
+    30 s, with the count since the last line, says as much as thousands of lines would.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()  # sinks of several event loops (spool forwarder) share it
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def admit(self, key: tuple[str, str]) -> int | None:
+        """The number of occurrences this line stands for (itself included), or None to stay quiet."""
+        now = self._clock()
+        with self._lock:
+            held = self._held.get(key, 0) + 1
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = held
+                return None
+            self._last[key] = now
+            self._held[key] = 0
+            return held
+
+
+UNEXPECTED_LOG = LogThrottle(UNEXPECTED_LOG_INTERVAL_SECONDS)
+
+
+def unexpected_response(
+    response: httpx.Response,
+    why: str,
+    *,
+    endpoint: str,
+    target: Target,
+    metrics: Metrics,
+    secrets: Sequence[str] = (),
+) -> UnexpectedResponseError:
+    """Count and describe a success status whose body is not the contract's answer.
+
+    The message carries the status and the start of the body (secrets redacted), so logs show
+    what answered: a portal, a proxy, a wrong URL. A warning is logged at most once per
+    :data:`UNEXPECTED_LOG_INTERVAL_SECONDS` per sink and endpoint, with the count since the last one.
+    """
+    metrics.unexpected_responses.labels(sink=target.value, endpoint=endpoint).inc()
+    head = body_head(response, secrets)
+    message = f"{endpoint}: HTTP {response.status_code} is not the API's answer ({why}); body: {head!r}"
+    count = UNEXPECTED_LOG.admit((target.value, endpoint))
+    if count is not None:
+        logger.warning(
+            "%s sink: %s answered HTTP %d without the contract's answer (%s), %d time(s) since the last"
+            " such line; retrying, nothing acknowledged; body starts: %r",
+            target.value,
+            endpoint,
+            response.status_code,
+            why,
+            count,
+            head,
+            extra={
+                "sink": target.value,
+                "endpoint": endpoint,
+                "status": response.status_code,
+                "count": count,
+            },
+        )
+    return UnexpectedResponseError(message, status=response.status_code, endpoint=endpoint, body_head=head)
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The body parsed as a JSON object, or None (not JSON, or JSON but not an object)."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class BatchAnswer(NamedTuple):
+    """A 2xx batch answer read once: the acknowledged ids, or why it is not the contract's answer."""
+
+    ids: frozenset[str]
+    problem: str | None
+
+
+def read_batch_answer(response: httpx.Response, sent_ids: Sequence[str]) -> BatchAnswer:
+    """Parse a 2xx batch answer once and check it is the contract's ``201 {"eventIds": [...]}``.
+
+    ``eventIds`` must be a list of strings, without duplicates, each one an id that was sent
+    (the API echoes the ``eventId`` each event carries, §5.1). Fewer ids than sent is a partial
+    acknowledgement, handled by the sink (the missing ones are re-sent).
+    """
+    body = json_object(response)
+    if body is None:
+        return BatchAnswer(frozenset(), "not a JSON object")
+    ids = body.get("eventIds")
+    if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+        return BatchAnswer(frozenset(), "no eventIds list of strings")
+    unique = frozenset(ids)
+    if len(ids) > len(sent_ids) or len(unique) != len(ids):
+        return BatchAnswer(
+            frozenset(), f"{len(ids)} eventIds ({len(unique)} distinct) for {len(sent_ids)} sent"
+        )
+    unknown = unique.difference(sent_ids)
+    if unknown:
+        return BatchAnswer(frozenset(), f"{len(unknown)} eventIds that were not sent")
+    return BatchAnswer(unique, None)
+
+
+def created_id(response: httpx.Response, key: str) -> str | None:
+    """The non-empty string id at ``key`` of a JSON object body (``sourceId``, ``id``), or None."""
+    body = json_object(response)
+    value = body.get(key) if body is not None else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # the Event Store's id may be a number; the blocks keep str(id) (§5.1)
+    return value if isinstance(value, str) and value else None

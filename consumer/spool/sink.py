@@ -69,6 +69,11 @@ class SpoolSink:
         self._fetch_slots = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
     @property
+    def answers_unexpected(self) -> bool:
+        """Always False: the spool is local (the forwarder's sink reports the API's answers)."""
+        return False
+
+    @property
     def auth_failing(self) -> bool:
         """Always False: the spool has no credentials (the forwarder's sink reports the API's)."""
         return False

@@ -61,6 +61,11 @@ class MemorySink:
         """Credentials are never refused."""
         return False
 
+    @property
+    def answers_unexpected(self) -> bool:
+        """Every answer is the contract's."""
+        return False
+
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
         """Wait at the gate and sleep the delay if told to, then deliver all but the refused events."""
         if self.gate is not None and any(self.hold(event) for event in events):

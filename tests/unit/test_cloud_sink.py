@@ -183,10 +183,42 @@ def test_200_on_cloud_is_delivered() -> None:
     assert len(harness.requests) == 1
 
 
-def test_2xx_without_event_ids_acknowledges_everything() -> None:
-    harness, report = run(lambda: Harness(lambda r: httpx.Response(204)), [make_event(0), make_event(1)])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(204),
+        httpx.Response(200, json={"ok": True}),
+        httpx.Response(200, text="<html><body>Welcome to the hotel wifi</body></html>"),
+        httpx.Response(201, json={"eventIds": ["evt-0", "evt-0"]}),
+        httpx.Response(201, json={"eventIds": ["evt-0", "someone-else"]}),
+    ],
+    ids=["204", "ok-true", "html", "duplicate-ids", "unknown-id"],
+)
+def test_a_2xx_that_is_not_the_contracts_answer_is_retried_never_delivered(answer: httpx.Response) -> None:
+    answers = iter([answer])
+    harness, report = run(
+        lambda: Harness(lambda r: next(answers, None) or created(r)), [make_event(0), make_event(1)]
+    )
     assert ids(report.delivered) == {"evt-0", "evt-1"}
-    assert len(harness.requests) == 1
+    assert harness.batches() == [["evt-0", "evt-1"], ["evt-0", "evt-1"]], "the same events were re-sent"
+    labels = {"endpoint": "batch", "cause": "unexpected_response"}
+    assert harness.sample("vision_events_api_retries_total", labels) == 1
+    counted = {"sink": "cloud", "endpoint": "batch"}
+    assert harness.sample("vision_events_unexpected_responses_total", counted) == 1
+    assert not harness.sink.answers_unexpected, "a contract answer clears the flag"
+
+
+def test_unexpected_answers_until_the_give_up_time_are_never_delivered() -> None:
+    retry = RetryConfig(give_up_after_seconds=60)
+    harness, report = run(
+        lambda: Harness(lambda r: httpx.Response(200, json={"ok": True}), retry=retry), [make_event(0)]
+    )
+    assert report.delivered == []
+    (rejection,) = report.rejected
+    assert rejection.reason is Reason.DELIVERY_TIMEOUT
+    assert "not the API's answer" in rejection.detail
+    assert harness.sink.answers_unexpected
+    assert harness.sample("vision_events_sink_unexpected_responses", {"sink": "cloud"}) == 1
 
 
 def test_500_then_201_is_retried_and_counted() -> None:
@@ -348,7 +380,9 @@ def test_event_ids_missing_from_the_answer_are_re_sent() -> None:
 
 def test_event_ids_never_acknowledged_are_rejected() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(201, json={"eventIds": ["evt-0"]})
+        # A well-formed answer that keeps leaving evt-1 out (an empty list once only evt-1 is sent).
+        acked = [e["eventId"] for e in events_of(request) if e["eventId"] != "evt-1"]
+        return httpx.Response(201, json={"created": len(acked), "eventIds": acked})
 
     harness, report = run(lambda: Harness(handler), [make_event(0), make_event(1)])
     assert ids(report.delivered) == {"evt-0"}
@@ -357,6 +391,10 @@ def test_event_ids_never_acknowledged_are_rejected() -> None:
     assert rejection.reason is Reason.NOT_ACKNOWLEDGED
     assert rejection.attempts == MAX_ACK_RESENDS + 1
     assert harness.batches() == [["evt-0", "evt-1"]] + [["evt-1"]] * MAX_ACK_RESENDS
+    assert (
+        harness.sample("vision_events_unexpected_responses_total", {"sink": "cloud", "endpoint": "batch"})
+        == 0
+    )
 
 
 def test_more_than_100_events_go_in_several_requests() -> None:
@@ -529,7 +567,7 @@ def test_a_refused_upload_rejects_only_the_events_using_that_image(status: int) 
     assert harness.batches() == [["evt-0", "evt-2"]]
 
 
-def test_an_upload_answer_without_source_id_is_retried() -> None:
+def test_an_upload_answer_without_source_id_is_an_unexpected_response_and_retried() -> None:
     def upload(request: httpx.Request, n: int) -> httpx.Response:
         return httpx.Response(201, json={"success": True}) if n == 1 else uploaded("src-ok")
 
@@ -537,8 +575,10 @@ def test_an_upload_answer_without_source_id_is_retried() -> None:
     assert ids(report.delivered) == {"evt-0"}
     assert len(harness.uploads()) == 2
     assert sent_images(harness)["evt-0"][0]["sourceId"] == "src-ok"
-    labels = {"endpoint": "upload", "cause": "MissingSourceIdError"}
+    labels = {"endpoint": "upload", "cause": "unexpected_response"}
     assert harness.sample("vision_events_api_retries_total", labels) == 1
+    counted = {"sink": "cloud", "endpoint": "upload"}
+    assert harness.sample("vision_events_unexpected_responses_total", counted) == 1
 
 
 def test_upload_5xx_is_retried() -> None:

@@ -147,14 +147,26 @@ def test_x_api_key_is_sent_when_configured() -> None:
     assert harness.requests[0].headers["X-API-Key"] == KEY
 
 
-def test_200_from_the_event_store_is_not_success() -> None:
-    harness, report = run(
-        lambda: Harness(lambda r: httpx.Response(200, json={"detail": "ok?"})), [make_event(0)]
-    )
-    assert report.delivered == []
-    (rejection,) = report.rejected
-    assert (rejection.reason, rejection.status, rejection.detail) == (Reason.API_REJECTED, 200, "ok?")
-    assert len(harness.requests) == 1, "not retried"
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, json={"id": "evt-store-1"}),
+        httpx.Response(204),
+        httpx.Response(201, json={"ok": True}),
+        httpx.Response(201, text="<html>portal</html>"),
+    ],
+    ids=["200-with-id", "204", "201-without-id", "201-html"],
+)
+def test_anything_but_201_with_an_id_is_an_unexpected_response_and_retried(answer: httpx.Response) -> None:
+    answers = iter([answer])
+    harness, report = run(lambda: Harness(lambda r: next(answers, None) or stored(r)), [make_event(0)])
+    assert ids(report.delivered) == {"evt-0"}
+    assert report.rejected == []
+    assert len(harness.requests) == 2, "retried, not dead-lettered"
+    counted = {"sink": "local", "endpoint": "events"}
+    assert harness.sample("vision_events_unexpected_responses_total", counted) == 1
+    labels = {"endpoint": "events", "cause": "unexpected_response"}
+    assert harness.sample("vision_events_api_retries_total", labels) == 1
 
 
 def test_529_backs_off_and_retries() -> None:

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from email.utils import formatdate
 
 import httpx
 import pytest
 
-from consumer.errors import AuthError, RejectedError, RetryableDeliveryError
+from consumer.errors import AuthError, Reason, RejectedError, RetryableDeliveryError, UnexpectedResponseError
 from consumer.metrics import Metrics
 from consumer.sinks.status import (
+    BODY_HEAD_CHARS,
     DETAIL_MAX_CHARS,
     STATUS_TABLE,
+    LogThrottle,
     Outcome,
     Target,
     classify,
     error_for_exception,
     error_for_response,
+    read_batch_answer,
     response_detail,
     retry_after_seconds,
     send,
+    unexpected_response,
 )
 
 KEY = "rf_live_SECRET_key_0123456789"
@@ -49,17 +54,11 @@ def test_every_status_from_100_to_599_has_exactly_one_row_per_target() -> None:
             assert classify(status, target) is rows[0].outcome(target)
 
 
-def test_success_differs_between_cloud_and_local() -> None:
-    assert classify(200, Target.CLOUD) is Outcome.SUCCESS
-    assert classify(201, Target.CLOUD) is Outcome.SUCCESS
-    assert classify(204, Target.CLOUD) is Outcome.SUCCESS
-    assert classify(201, Target.LOCAL) is Outcome.SUCCESS
-    assert classify(200, Target.LOCAL) is Outcome.REJECTED
-    assert classify(202, Target.LOCAL) is Outcome.REJECTED
-    assert classify(100, Target.LOCAL) is Outcome.REJECTED
-    successes = {s for s in range(100, 600) if classify(s, Target.CLOUD) is Outcome.SUCCESS}
-    assert successes == set(range(200, 300))
-    assert {s for s in range(100, 600) if classify(s, Target.LOCAL) is Outcome.SUCCESS} == {201}
+def test_every_2xx_is_a_success_status_whose_body_the_sink_then_checks() -> None:
+    for target in (Target.CLOUD, Target.LOCAL):
+        successes = {s for s in range(100, 600) if classify(s, target) is Outcome.SUCCESS}
+        assert successes == set(range(200, 300))
+        assert classify(100, target) is Outcome.REJECTED
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504, 529, 599])
@@ -151,10 +150,34 @@ def test_400_becomes_rejected_with_the_bodys_error() -> None:
     assert error.status == 400
 
 
-def test_local_200_is_rejected_not_success() -> None:
-    error = error_for_response(_response(200, json={"id": 1}), endpoint="events", target=Target.LOCAL)
-    assert isinstance(error, RejectedError)
+def test_a_batch_answer_must_list_only_sent_ids_once() -> None:
+    sent = ["a", "b"]
+    assert read_batch_answer(_response(201, json={"eventIds": ["a", "b"]}), sent) == (frozenset(sent), None)
+    assert read_batch_answer(_response(201, json={"eventIds": ["a"]}), sent) == (frozenset({"a"}), None)
+    for bad in ({"ok": True}, {"eventIds": ["a", "a"]}, {"eventIds": ["a", "z"]}, {"eventIds": [1]}, [1]):
+        assert read_batch_answer(_response(200, json=bad), sent).problem is not None
+    assert read_batch_answer(_response(200, text="<html>"), sent).problem == "not a JSON object"
+
+
+def test_unexpected_response_carries_the_status_and_a_redacted_head_of_the_body() -> None:
+    metrics = Metrics()
+    page = f"<html>key {KEY} " + "x" * 5000
+    error = unexpected_response(
+        _response(200, text=page),
+        "why",
+        endpoint="batch",
+        target=Target.CLOUD,
+        metrics=metrics,
+        secrets=[KEY],
+    )
+    assert isinstance(error, UnexpectedResponseError)
+    assert error.reason is Reason.UNEXPECTED_RESPONSE
     assert error.status == 200
+    assert KEY not in str(error)
+    assert len(error.body_head) <= BODY_HEAD_CHARS
+    assert error.body_head.startswith("<html>key *")
+    labels = {"sink": "cloud", "endpoint": "batch"}
+    assert metrics.registry.get_sample_value("vision_events_unexpected_responses_total", labels) == 1
 
 
 def test_detail_prefers_detail_then_error_then_text() -> None:
@@ -248,3 +271,42 @@ def test_send_records_network_errors_as_status_error() -> None:
 
     asyncio.run(scenario())
     assert requests_seen(metrics, "upload", "error") == 1
+
+
+def test_the_log_throttle_lets_one_line_per_key_through_each_interval_with_the_count() -> None:
+    now = [100.0]
+    throttle = LogThrottle(30.0, clock=lambda: now[0])
+    assert throttle.admit(("cloud", "batch")) == 1
+    assert throttle.admit(("cloud", "batch")) is None
+    assert throttle.admit(("cloud", "upload")) == 1, "each endpoint has its own budget"
+    now[0] += 29.9
+    assert throttle.admit(("cloud", "batch")) is None
+    now[0] += 0.1
+    assert throttle.admit(("cloud", "batch")) == 3, "the line stands for the two held back and itself"
+    assert throttle.admit(("cloud", "batch")) is None
+
+
+def test_an_unexpected_answer_is_logged_throttled_with_status_and_redacted_body(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("consumer.sinks.status.UNEXPECTED_LOG", LogThrottle(30.0, clock=lambda: 0.0))
+    metrics = Metrics()
+    page = _response(200, text=f"<html><p>Portal login, token {KEY}</p></html>")
+    with caplog.at_level(logging.WARNING, logger="consumer.sinks.status"):
+        for _ in range(5):
+            unexpected_response(
+                page,
+                "not a JSON object",
+                endpoint="batch",
+                target=Target.CLOUD,
+                metrics=metrics,
+                secrets=[KEY],
+            )
+    (record,) = [r for r in caplog.records if r.name == "consumer.sinks.status"]
+    text = record.getMessage()
+    assert "HTTP 200" in text
+    assert "Portal login" in text
+    assert KEY not in text
+    assert record.__dict__["count"] == 1
+    labels = {"sink": "cloud", "endpoint": "batch"}
+    assert metrics.registry.get_sample_value("vision_events_unexpected_responses_total", labels) == 5
