@@ -36,7 +36,6 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -45,12 +44,19 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumer.config import MASK, KafkaSourceConfig
+from consumer.clients.kafka import (
+    ERROR_LOG_INTERVAL_SECONDS,
+    LibrdkafkaLog,
+    consumer_settings,
+    mask_settings,
+    redact_settings,
+)
+from consumer.clients.throttle import RateLimitedLog
+from consumer.config import KafkaSourceConfig
 from consumer.errors import ConfigError, ConsumerError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
-from consumer.redaction import expand_secrets, mask_url_credentials
 from consumer.sources.acks import OrderedAcks
 
 log = logging.getLogger(__name__)
@@ -58,92 +64,13 @@ log = logging.getLogger(__name__)
 Partition = tuple[str, int]
 Settings = dict[str, str | int | float | bool]
 
-# librdkafka settings whose values are secrets (masked in logs and reprs, redacted from errors).
-_SECRET_SETTING: Final = re.compile(
-    r"password|secret|jaas|token|credential|authorization|api[_.-]?key|\.pem|oauthbearer\.config",
-    re.IGNORECASE,
-)
-# librdkafka settings that say how to reach and authenticate to a cluster.
-_SECURITY_SETTING: Final = re.compile(r"^(security\.protocol$|sasl\.|ssl\.|ssl_|enable\.ssl\.)")
-
 _IDLE_WAIT_SECONDS: Final = 0.1
-_ERROR_LOG_INTERVAL_SECONDS: Final = 30.0
 _CLOSE_TIMEOUT_SECONDS: Final = 60.0
 # Transient transport states: librdkafka reconnects by itself, so they are reported as "cannot
 # reach the broker, still trying", never as an error that stops anything.
 _CONNECTION_ERRORS: Final = frozenset(
     {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 )
-
-
-# -- settings ---------------------------------------------------------------------------------------
-
-
-def is_secret_setting(key: str) -> bool:
-    """Whether a librdkafka setting holds a secret."""
-    return bool(_SECRET_SETTING.search(key))
-
-
-def is_security_setting(key: str) -> bool:
-    """Whether a librdkafka setting belongs to the connection's security (protocol, SASL, TLS)."""
-    return bool(_SECURITY_SETTING.match(key))
-
-
-def mask_settings(settings: Mapping[str, object]) -> dict[str, object]:
-    """A copy safe to log: secret values replaced by ``**********``, URL passwords by ``****``.
-
-    Callbacks are left out.
-    """
-    return {
-        key: MASK if is_secret_setting(key) else _mask_value(value)
-        for key, value in settings.items()
-        if isinstance(value, str | int | float | bool)
-    }
-
-
-def _mask_value(value: object) -> object:
-    return mask_url_credentials(value) if isinstance(value, str) else value
-
-
-def redact(text: str, settings: Mapping[str, object]) -> str:
-    """``text`` with every form of every secret value of ``settings`` replaced by ``**********``.
-
-    Raw, URL-encoded and base64 forms (``consumer.redaction``, computed once per secret), and
-    URL passwords. Used on error paths only.
-    """
-    secrets = [value for key, value in settings.items() if is_secret_setting(key) and isinstance(value, str)]
-    for form in expand_secrets(secrets):
-        text = text.replace(form, MASK)
-    return mask_url_credentials(text)
-
-
-def consumer_settings(config: KafkaSourceConfig) -> Settings:
-    """The librdkafka consumer settings: our defaults, then ``config.librdkafka()`` on top.
-
-    Two settings are forced, because the commit design depends on them: offsets are stored by
-    this source only after a message settled (``enable.auto.offset.store=false``), and
-    committed by it on a timer, on revoke and at shutdown (``enable.auto.commit=false``).
-    Secrets included: never log the result, log :func:`mask_settings` of it.
-    """
-    settings: Settings = {
-        "group.id": config.group_id,
-        "client.id": "vision-events-consumer",
-        "auto.offset.reset": "earliest",
-        "statistics.interval.ms": 5000,
-        "enable.partition.eof": False,
-    }
-    passthrough = config.librdkafka()
-    # The KIP-848 protocol assigns on the broker and refuses a client-side assignor.
-    if str(passthrough.get("group.protocol", "classic")).lower() != "consumer":
-        settings["partition.assignment.strategy"] = "cooperative-sticky"
-    settings.update(passthrough)
-    for key in ("enable.auto.offset.store", "enable.auto.commit"):
-        if key in passthrough and passthrough[key] not in (False, "false"):
-            log.warning(
-                "ignoring %s=%s: this source stores and commits offsets itself", key, passthrough[key]
-            )
-        settings[key] = False
-    return settings
 
 
 # -- offset bookkeeping --------------------------------------------------------------------------------
@@ -257,59 +184,6 @@ class KafkaSourceError(ConsumerError):
     """The Kafka consumer cannot go on: a fatal librdkafka error, or the hand-off failed."""
 
 
-class _Throttle:
-    """Lets each key through at most once per interval, counting what it held back meanwhile."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._last: dict[object, float] = {}
-        self._held: dict[object, int] = {}
-
-    def allow(self, key: object) -> int | None:
-        """None when ``key`` is held back; else how many of it were held back since it last passed."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self._interval:
-                self._held[key] = self._held.get(key, 0) + 1
-                return None
-            self._last[key] = now
-            return self._held.pop(key, 0)
-
-
-class _RateLimitedLog:
-    """Warnings keyed by an error code, each code at most once per interval."""
-
-    def __init__(self, interval: float) -> None:
-        self._throttle = _Throttle(interval)
-
-    def warning(self, code: str, message: str, **extra: Any) -> None:
-        suppressed = self._throttle.allow(code)
-        if suppressed is not None:
-            log.warning(message, extra={**extra, "code": code, "suppressed": suppressed})
-
-
-class LibrdkafkaLog:
-    """Where librdkafka's own log lines go (its ``logger`` setting): Python logging, rate-limited.
-
-    librdkafka logs every failed reconnect; a broker that is down for an hour must not write
-    thousands of identical lines. Each (level, facility) passes at most once per interval.
-    """
-
-    def __init__(self, name: str, interval: float = _ERROR_LOG_INTERVAL_SECONDS) -> None:
-        self._logger = logging.getLogger(name)
-        self._throttle = _Throttle(interval)
-
-    def log(self, level: int, msg: str, *args: object) -> None:
-        """Called by confluent-kafka as ``log(level, "%s [%s] %s", facility, client, text)``."""
-        if not self._logger.isEnabledFor(level):
-            return
-        suppressed = self._throttle.allow((level, args[0] if args else msg))
-        if suppressed is not None:
-            self._logger.log(level, msg, *args, extra={"suppressed": suppressed} if suppressed else None)
-
-
 class KafkaSource:
     """Consumes Kafka topics into the pipeline, committing only settled offsets, in order.
 
@@ -347,7 +221,7 @@ class KafkaSource:
         self._consumer_factory = consumer_factory
         self._wake = threading.Event()
         self._book = OffsetBook(on_release=self._wake_up)
-        self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
+        self._errors = RateLimitedLog(log, ERROR_LOG_INTERVAL_SECONDS)
         self._unreachable = False  # a transport error since the last connection
         # Set from the event loop, read by the consumer thread.
         self._stopping = threading.Event()
@@ -497,7 +371,7 @@ class KafkaSource:
         try:
             return self._consumer_factory(config)
         except (KafkaException, ValueError, TypeError) as exc:
-            problem = redact(str(exc), self._settings)
+            problem = redact_settings(str(exc), self._settings)
         # Raised outside the except block: the original, unredacted error is not chained.
         raise ConfigError(f"invalid Kafka consumer settings: {problem}")
 
@@ -505,9 +379,8 @@ class KafkaSource:
         try:
             consumer.close()  # revokes the assignment (our on_revoke commits) and leaves the group
         except (KafkaException, RuntimeError) as exc:
-            log.warning(
-                "closing the Kafka consumer failed", extra={"error": redact(str(exc), self._settings)}
-            )
+            problem = redact_settings(str(exc), self._settings)
+            log.warning("closing the Kafka consumer failed", extra={"error": problem})
         self._assigned = frozenset()
         self._paused.clear()
         self._metrics.kafka_paused_partitions.set(0)
@@ -562,7 +435,7 @@ class KafkaSource:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if error is None or error.fatal():
                 raise KafkaSourceError(
-                    f"consuming from Kafka failed: {redact(str(exc), self._settings)}"
+                    f"consuming from Kafka failed: {redact_settings(str(exc), self._settings)}"
                 ) from None
             self._record_error(error)
             time.sleep(_IDLE_WAIT_SECONDS)
@@ -844,7 +717,7 @@ class KafkaSource:
         self._record_error(error)
 
     def _record_error(self, error: KafkaError) -> None:
-        text = redact(str(error), self._settings)
+        text = redact_settings(str(error), self._settings)
         if error.fatal():
             self._fatal = KafkaSourceError(f"fatal Kafka error {error.name()}: {text}")
             return

@@ -16,18 +16,13 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from consumer.clients.kafka import consumer_settings, mask_settings
+from consumer.clients.kafka import redact_settings as redact
 from consumer.config import BatchConfig, KafkaSourceConfig
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.sources.kafka import (
-    KafkaSource,
-    KafkaSourceError,
-    OffsetBook,
-    consumer_settings,
-    mask_settings,
-    redact,
-)
+from consumer.sources.kafka import KafkaSource, KafkaSourceError, OffsetBook
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import normalizer
 
