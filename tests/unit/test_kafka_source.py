@@ -22,7 +22,8 @@ from consumer.config import BatchConfig, KafkaSourceConfig
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.sources.kafka import KafkaSource, KafkaSourceError, OffsetBook
+from consumer.sources.kafka import KafkaSource, KafkaSourceError
+from consumer.sources.offsets import OffsetBook
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import normalizer
 
