@@ -162,11 +162,6 @@ class KafkaSource:
         """The (topic, partition) pairs currently assigned to this member."""
         return self._assigned
 
-    @property
-    def paused_partitions(self) -> int:
-        """Partitions currently paused for backpressure or shutdown."""
-        return len(self._paused)
-
     def _wake_up(self) -> None:
         """Wake the consumer thread (called on every ack that releases an offset: cheap when awake)."""
         if not self._wake.is_set():
