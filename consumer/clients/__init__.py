@@ -8,5 +8,5 @@
   interval (a broker down for an hour must not write thousands of identical lines).
 
 This package sits below ``sources``, ``deadletter`` and ``replay`` and imports none of them:
-only ``config``, ``errors`` and ``redaction`` (the one mask and the one ``redact``).
+only ``config``, ``errors`` and ``redaction`` (its ``MASK`` and ``redact``, never a mask of its own).
 """
