@@ -67,11 +67,12 @@ brokers-stop:
 test-unit: $(STAMP)
 	$(PYTHON) -m pytest tests/unit
 
-## lint: ruff and mypy strict
+## lint: ruff, mypy strict, and the import layers (import-linter, [tool.importlinter] in pyproject.toml)
 lint: $(STAMP)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(PYTHON) -m ruff format .

@@ -126,8 +126,3 @@ class VisionEvent:
     # The route's ``image_unavailable`` policy, carried with the event because the sinks that
     # fetch its images know no routes: True delivers it without an image that cannot be fetched.
     deliver_without_image: bool = False
-
-    @property
-    def has_image(self) -> bool:
-        """Whether the event carries at least one image."""
-        return self.input_image is not None or self.output_image is not None

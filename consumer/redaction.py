@@ -98,6 +98,17 @@ def expand_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every form of every secret replaced by ``**********``, URL passwords by ``****``.
+
+    For error paths, where the secrets are known only then. A hot path with a fixed set of secrets
+    builds a :class:`Redactor` once instead (one regular-expression pass per call).
+    """
+    for form in expand_secrets(secrets):
+        text = text.replace(form, MASK)
+    return mask_url_credentials(text)
+
+
 class Redactor:
     """Replaces every form of a fixed set of secrets, and URL passwords, in text.
 

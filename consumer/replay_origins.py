@@ -27,6 +27,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from consumer.clients.kafka import is_security_setting
+from consumer.clients.mqtt import new_client, paho_logger, parse_mqtt_url
 from consumer.config import Settings, SourceKind
 from consumer.deadletter.jsonl import parse_dead_letter_line
 from consumer.deadletter.kafka import producer_settings, record_from_kafka_message
@@ -34,8 +36,6 @@ from consumer.deadletter.mqtt import record_from_mqtt_payload
 from consumer.errors import ConfigError
 from consumer.replay import Replayable, ReplayOrigin, no_ack
 from consumer.sources.acks import OrderedAcks
-from consumer.sources.kafka import is_security_setting
-from consumer.sources.mqtt_client import new_client, paho_logger, parse_mqtt_url
 
 _POLL_SECONDS: Final = 0.5
 _CONNECT_TIMEOUT_SECONDS: Final = 15.0

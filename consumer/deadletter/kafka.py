@@ -39,11 +39,17 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
+from consumer.clients.kafka import (
+    LibrdkafkaLog,
+    Settings,
+    is_security_setting,
+    mask_settings,
+    redact_settings,
+)
 from consumer.config import KafkaDeadLetterConfig, KafkaSourceConfig
 from consumer.deadletter.base import DeadLetterRecord
 from consumer.errors import ConfigError, DeadLetterError
 from consumer.metrics import Metrics
-from consumer.sources.kafka import LibrdkafkaLog, Settings, is_security_setting, mask_settings, redact
 
 log = logging.getLogger(__name__)
 
@@ -305,14 +311,14 @@ class KafkaDeadLetterWriter:
         try:
             return Producer(config)
         except (KafkaException, ValueError, TypeError) as exc:
-            problem = redact(str(exc), self._settings)
+            problem = redact_settings(str(exc), self._settings)
         # Raised outside the except block: the original, unredacted error is not chained.
         raise ConfigError(f"invalid Kafka dead-letter settings: {problem}")
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
             self._fatal = True
-        log.debug("dead-letter producer: %s", redact(str(error), self._settings))
+        log.debug("dead-letter producer: %s", redact_settings(str(error), self._settings))
 
     async def write(self, records: Sequence[DeadLetterRecord]) -> None:
         """Produce every record and wait for the broker's acknowledgement of each."""
@@ -362,7 +368,7 @@ class KafkaDeadLetterWriter:
             elif error.code() in _TOO_LARGE:
                 too_large.append(index)
             else:
-                failures.append(redact(str(error), self._settings))
+                failures.append(redact_settings(str(error), self._settings))
         if failures:
             raise DeadLetterError(
                 f"{len(failures)} of {len(records)} dead letter(s) not written to Kafka topic "
@@ -393,7 +399,7 @@ class KafkaDeadLetterWriter:
                 break
         raise DeadLetterError(
             f"Kafka topic {self.topic} refused a dead letter of {len(record.payload)} bytes, "
-            f"also cut: {redact(str(error), self._settings)}"
+            f"also cut: {redact_settings(str(error), self._settings)}"
         )
 
     def _produce_alone(self, record: DeadLetterRecord, deadline: float) -> KafkaError | None:
@@ -436,7 +442,7 @@ class KafkaDeadLetterWriter:
             log.warning(
                 "cannot read max.message.bytes of the dead-letter topic %s (%s); assuming %d",
                 self.topic,
-                redact(str(exc), self._settings),
+                redact_settings(str(exc), self._settings),
                 _KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
             )
             return _KAFKA_DEFAULT_MAX_MESSAGE_BYTES
@@ -497,9 +503,8 @@ class KafkaDeadLetterWriter:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
                 if error is not None and error.code() in _TOO_LARGE:
                     return error
-                raise DeadLetterError(
-                    f"cannot produce a dead letter to {self.topic}: {redact(str(exc), self._settings)}"
-                ) from None
+                problem = redact_settings(str(exc), self._settings)
+                raise DeadLetterError(f"cannot produce a dead letter to {self.topic}: {problem}") from None
             return None
 
     async def aclose(self) -> None:

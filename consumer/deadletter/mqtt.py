@@ -35,11 +35,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from consumer.clients.mqtt import new_client, parse_mqtt_url
 from consumer.config import MqttDeadLetterConfig, MqttSourceConfig
 from consumer.deadletter.base import DeadLetterRecord
 from consumer.errors import ConfigError, DeadLetterError
 from consumer.metrics import Metrics
-from consumer.sources.mqtt_client import new_client, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 

@@ -82,7 +82,6 @@ class FileSource:
         self._path = path
         self._default_topic = default_topic
         self._connected = False
-        self.lines_read = 0
 
     @property
     def connected(self) -> bool:
@@ -101,7 +100,6 @@ class FileSource:
                     break
                 now = time.time()
                 messages = [parse_line(line, self._default_topic, now) for line in lines if line.strip()]
-                self.lines_read += len(messages)
                 await pipeline.submit(messages)
         finally:
             self._connected = False

@@ -9,7 +9,8 @@ Threading
     ``asyncio.run_coroutine_threadsafe(pipeline.submit(batch), loop)``.
 
 Offsets
-    Every message is registered, in receive order, in an :class:`OffsetBook` lane per
+    Every message is registered, in receive order, in an
+    :class:`~consumer.sources.offsets.OffsetBook` lane per
     (topic, partition). Its ``ack`` (called by the pipeline on the event loop once the message
     was delivered or dead-lettered) settles it; the book releases the contiguous settled prefix
     of the lane, so the committable offset of a partition (last released + 1) never passes a
@@ -27,6 +28,9 @@ Backpressure
     Between two ``consume()`` calls the thread waits at most ``consume_timeout_seconds`` or
     ``pause_after_seconds`` (a synchronous commit or ``close()`` aside), far below
     ``max.poll.interval.ms``.
+
+Settings (defaults, forced offset handling, masking, redaction) and librdkafka's rate-limited
+log come from :mod:`consumer.clients.kafka`; this module is the source itself.
 """
 
 from __future__ import annotations
@@ -34,9 +38,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -45,29 +47,26 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumer.config import MASK, KafkaSourceConfig
+from consumer.clients.kafka import (
+    ERROR_LOG_INTERVAL_SECONDS,
+    LibrdkafkaLog,
+    consumer_settings,
+    mask_settings,
+    redact_settings,
+)
+from consumer.clients.throttle import RateLimitedLog
+from consumer.config import KafkaSourceConfig
 from consumer.errors import ConfigError, ConsumerError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
-from consumer.redaction import expand_secrets, mask_url_credentials
-from consumer.sources.acks import OrderedAcks
+from consumer.sources.offsets import OffsetBook, Partition
 
 log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
 Settings = dict[str, str | int | float | bool]
 
-# librdkafka settings whose values are secrets (masked in logs and reprs, redacted from errors).
-_SECRET_SETTING: Final = re.compile(
-    r"password|secret|jaas|token|credential|authorization|api[_.-]?key|\.pem|oauthbearer\.config",
-    re.IGNORECASE,
-)
-# librdkafka settings that say how to reach and authenticate to a cluster.
-_SECURITY_SETTING: Final = re.compile(r"^(security\.protocol$|sasl\.|ssl\.|ssl_|enable\.ssl\.)")
-
 _IDLE_WAIT_SECONDS: Final = 0.1
-_ERROR_LOG_INTERVAL_SECONDS: Final = 30.0
 _CLOSE_TIMEOUT_SECONDS: Final = 60.0
 # Transient transport states: librdkafka reconnects by itself, so they are reported as "cannot
 # reach the broker, still trying", never as an error that stops anything.
@@ -76,238 +75,11 @@ _CONNECTION_ERRORS: Final = frozenset(
 )
 
 
-# -- settings ---------------------------------------------------------------------------------------
-
-
-def is_secret_setting(key: str) -> bool:
-    """Whether a librdkafka setting holds a secret."""
-    return bool(_SECRET_SETTING.search(key))
-
-
-def is_security_setting(key: str) -> bool:
-    """Whether a librdkafka setting belongs to the connection's security (protocol, SASL, TLS)."""
-    return bool(_SECURITY_SETTING.match(key))
-
-
-def mask_settings(settings: Mapping[str, object]) -> dict[str, object]:
-    """A copy safe to log: secret values replaced by ``**********``, URL passwords by ``****``.
-
-    Callbacks are left out.
-    """
-    return {
-        key: MASK if is_secret_setting(key) else _mask_value(value)
-        for key, value in settings.items()
-        if isinstance(value, str | int | float | bool)
-    }
-
-
-def _mask_value(value: object) -> object:
-    return mask_url_credentials(value) if isinstance(value, str) else value
-
-
-def redact(text: str, settings: Mapping[str, object]) -> str:
-    """``text`` with every form of every secret value of ``settings`` replaced by ``**********``.
-
-    Raw, URL-encoded and base64 forms (``consumer.redaction``, computed once per secret), and
-    URL passwords. Used on error paths only.
-    """
-    secrets = [value for key, value in settings.items() if is_secret_setting(key) and isinstance(value, str)]
-    for form in expand_secrets(secrets):
-        text = text.replace(form, MASK)
-    return mask_url_credentials(text)
-
-
-def consumer_settings(config: KafkaSourceConfig) -> Settings:
-    """The librdkafka consumer settings: our defaults, then ``config.librdkafka()`` on top.
-
-    Two settings are forced, because the commit design depends on them: offsets are stored by
-    this source only after a message settled (``enable.auto.offset.store=false``), and
-    committed by it on a timer, on revoke and at shutdown (``enable.auto.commit=false``).
-    Secrets included: never log the result, log :func:`mask_settings` of it.
-    """
-    settings: Settings = {
-        "group.id": config.group_id,
-        "client.id": "vision-events-consumer",
-        "auto.offset.reset": "earliest",
-        "statistics.interval.ms": 5000,
-        "enable.partition.eof": False,
-    }
-    passthrough = config.librdkafka()
-    # The KIP-848 protocol assigns on the broker and refuses a client-side assignor.
-    if str(passthrough.get("group.protocol", "classic")).lower() != "consumer":
-        settings["partition.assignment.strategy"] = "cooperative-sticky"
-    settings.update(passthrough)
-    for key in ("enable.auto.offset.store", "enable.auto.commit"):
-        if key in passthrough and passthrough[key] not in (False, "false"):
-            log.warning(
-                "ignoring %s=%s: this source stores and commits offsets itself", key, passthrough[key]
-            )
-        settings[key] = False
-    return settings
-
-
-# -- offset bookkeeping --------------------------------------------------------------------------------
-
-
-class OffsetBook:
-    """The committable offset of each partition, from messages settled in any order.
-
-    Thread-safe: the consumer thread registers messages and takes offsets, the event loop
-    settles them through each message's ``ack``. ``on_release`` is called (from the settling
-    thread) whenever a settle released something, to wake the consumer thread.
-    """
-
-    def __init__(self, on_release: Callable[[], None] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._acks: OrderedAcks[int] = OrderedAcks()
-        self._done: dict[Partition, int] = {}
-        self._stored: dict[Partition, int] = {}
-        self._last: dict[Partition, int] = {}
-        self._on_release = on_release
-
-    def register(self, topic: str, partition: int, offset: int) -> Callable[[], None]:
-        """Record a received message (in receive order); returns the callable that settles it."""
-        lane = (topic, partition)
-        with self._lock:
-            if offset <= self._last.get(lane, -1):
-                # A rewind (seek, offset reset): start a new lane so the release order stays the
-                # offset order; acks of the old lane's messages release nothing any more.
-                self._acks.drop(lane)
-            self._last[lane] = offset
-            handle = self._acks.register(lane, offset)
-        return functools.partial(self._settle, lane, handle)
-
-    def register_many(self, messages: list[tuple[str, int, int]]) -> list[Callable[[], None]]:
-        """``register`` for each (topic, partition, offset), in receive order, under one lock."""
-        items: list[tuple[Partition, int]] = []
-        with self._lock:
-            last = dict(self._last)
-            for topic, partition, offset in messages:
-                lane = (topic, partition)
-                if offset <= last.get(lane, -1):
-                    break  # a rewind: let register handle it, one message at a time
-                last[lane] = offset
-                items.append((lane, offset))
-            else:
-                self._last.update(last)
-                handles = self._acks.register_many(items)
-                settle = self._settle
-                return [
-                    functools.partial(settle, lane, handle)
-                    for (lane, _offset), handle in zip(items, handles, strict=True)
-                ]
-        return [self.register(topic, partition, offset) for topic, partition, offset in messages]
-
-    def _settle(self, lane: Partition, handle: tuple[Any, Any]) -> None:
-        with self._lock:
-            released = self._acks.settle(handle)
-            if not released:
-                return
-            committable = released[-1] + 1
-            if committable > self._done.get(lane, -1):
-                self._done[lane] = committable
-        if self._on_release is not None:
-            self._on_release()
-
-    def committable(self, partitions: Collection[Partition] | None = None) -> dict[Partition, int]:
-        """The committable offset (last settled in order + 1) of each partition that has one."""
-        with self._lock:
-            return {
-                lane: offset
-                for lane, offset in self._done.items()
-                if partitions is None or lane in partitions
-            }
-
-    def take_unstored(self, partitions: Collection[Partition]) -> dict[Partition, int]:
-        """Committable offsets of ``partitions`` that advanced since the last call (to store)."""
-        with self._lock:
-            fresh = {
-                lane: offset
-                for lane, offset in self._done.items()
-                if lane in partitions and offset > self._stored.get(lane, -1)
-            }
-            self._stored.update(fresh)
-            return fresh
-
-    def in_flight(self, topic: str, partition: int) -> int:
-        """Messages of the partition received and not yet released."""
-        return self._acks.pending((topic, partition))
-
-    def release(self, partitions: Collection[Partition]) -> dict[Partition, int]:
-        """Forget ``partitions`` (revoked or lost); returns their last committable offsets.
-
-        Late acks of their messages do nothing afterwards, even if the partition comes back.
-        """
-        with self._lock:
-            done: dict[Partition, int] = {}
-            for lane in partitions:
-                self._acks.drop(lane)
-                self._last.pop(lane, None)
-                self._stored.pop(lane, None)
-                offset = self._done.pop(lane, None)
-                if offset is not None:
-                    done[lane] = offset
-            return done
-
-
 # -- the source ----------------------------------------------------------------------------------------
 
 
 class KafkaSourceError(ConsumerError):
     """The Kafka consumer cannot go on: a fatal librdkafka error, or the hand-off failed."""
-
-
-class _Throttle:
-    """Lets each key through at most once per interval, counting what it held back meanwhile."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._last: dict[object, float] = {}
-        self._held: dict[object, int] = {}
-
-    def allow(self, key: object) -> int | None:
-        """None when ``key`` is held back; else how many of it were held back since it last passed."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self._interval:
-                self._held[key] = self._held.get(key, 0) + 1
-                return None
-            self._last[key] = now
-            return self._held.pop(key, 0)
-
-
-class _RateLimitedLog:
-    """Warnings keyed by an error code, each code at most once per interval."""
-
-    def __init__(self, interval: float) -> None:
-        self._throttle = _Throttle(interval)
-
-    def warning(self, code: str, message: str, **extra: Any) -> None:
-        suppressed = self._throttle.allow(code)
-        if suppressed is not None:
-            log.warning(message, extra={**extra, "code": code, "suppressed": suppressed})
-
-
-class LibrdkafkaLog:
-    """Where librdkafka's own log lines go (its ``logger`` setting): Python logging, rate-limited.
-
-    librdkafka logs every failed reconnect; a broker that is down for an hour must not write
-    thousands of identical lines. Each (level, facility) passes at most once per interval.
-    """
-
-    def __init__(self, name: str, interval: float = _ERROR_LOG_INTERVAL_SECONDS) -> None:
-        self._logger = logging.getLogger(name)
-        self._throttle = _Throttle(interval)
-
-    def log(self, level: int, msg: str, *args: object) -> None:
-        """Called by confluent-kafka as ``log(level, "%s [%s] %s", facility, client, text)``."""
-        if not self._logger.isEnabledFor(level):
-            return
-        suppressed = self._throttle.allow((level, args[0] if args else msg))
-        if suppressed is not None:
-            self._logger.log(level, msg, *args, extra={"suppressed": suppressed} if suppressed else None)
 
 
 class KafkaSource:
@@ -347,7 +119,7 @@ class KafkaSource:
         self._consumer_factory = consumer_factory
         self._wake = threading.Event()
         self._book = OffsetBook(on_release=self._wake_up)
-        self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
+        self._errors = RateLimitedLog(log, ERROR_LOG_INTERVAL_SECONDS)
         self._unreachable = False  # a transport error since the last connection
         # Set from the event loop, read by the consumer thread.
         self._stopping = threading.Event()
@@ -389,11 +161,6 @@ class KafkaSource:
     def assignment(self) -> frozenset[Partition]:
         """The (topic, partition) pairs currently assigned to this member."""
         return self._assigned
-
-    @property
-    def paused_partitions(self) -> int:
-        """Partitions currently paused for backpressure or shutdown."""
-        return len(self._paused)
 
     def _wake_up(self) -> None:
         """Wake the consumer thread (called on every ack that releases an offset: cheap when awake)."""
@@ -497,7 +264,7 @@ class KafkaSource:
         try:
             return self._consumer_factory(config)
         except (KafkaException, ValueError, TypeError) as exc:
-            problem = redact(str(exc), self._settings)
+            problem = redact_settings(str(exc), self._settings)
         # Raised outside the except block: the original, unredacted error is not chained.
         raise ConfigError(f"invalid Kafka consumer settings: {problem}")
 
@@ -505,9 +272,8 @@ class KafkaSource:
         try:
             consumer.close()  # revokes the assignment (our on_revoke commits) and leaves the group
         except (KafkaException, RuntimeError) as exc:
-            log.warning(
-                "closing the Kafka consumer failed", extra={"error": redact(str(exc), self._settings)}
-            )
+            problem = redact_settings(str(exc), self._settings)
+            log.warning("closing the Kafka consumer failed", extra={"error": problem})
         self._assigned = frozenset()
         self._paused.clear()
         self._metrics.kafka_paused_partitions.set(0)
@@ -562,7 +328,7 @@ class KafkaSource:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if error is None or error.fatal():
                 raise KafkaSourceError(
-                    f"consuming from Kafka failed: {redact(str(exc), self._settings)}"
+                    f"consuming from Kafka failed: {redact_settings(str(exc), self._settings)}"
                 ) from None
             self._record_error(error)
             time.sleep(_IDLE_WAIT_SECONDS)
@@ -844,7 +610,7 @@ class KafkaSource:
         self._record_error(error)
 
     def _record_error(self, error: KafkaError) -> None:
-        text = redact(str(error), self._settings)
+        text = redact_settings(str(error), self._settings)
         if error.fatal():
             self._fatal = KafkaSourceError(f"fatal Kafka error {error.name()}: {text}")
             return

@@ -64,6 +64,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from consumer.clients.mqtt import BrokerAddress, new_client, parse_mqtt_url
 from consumer.config import MqttSourceConfig
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
@@ -71,7 +72,6 @@ from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
 from consumer.sources.acks import OrderedAcks
 from consumer.sources.handoff import BatchHandoff
-from consumer.sources.mqtt_client import BrokerAddress, new_client, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 

@@ -275,7 +275,7 @@ def test_fast_state_keeps_ids_and_sizes_but_no_bodies() -> None:
     ],
 )
 def test_register_many_releases_like_register(offsets: list[tuple[str, int, int]]) -> None:
-    from consumer.sources.kafka import OffsetBook
+    from consumer.sources.offsets import OffsetBook
 
     one, many = OffsetBook(), OffsetBook()
     singles = [one.register(*coords) for coords in offsets]

@@ -16,18 +16,14 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from consumer.clients.kafka import consumer_settings, mask_settings
+from consumer.clients.kafka import redact_settings as redact
 from consumer.config import BatchConfig, KafkaSourceConfig
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.sources.kafka import (
-    KafkaSource,
-    KafkaSourceError,
-    OffsetBook,
-    consumer_settings,
-    mask_settings,
-    redact,
-)
+from consumer.sources.kafka import KafkaSource, KafkaSourceError
+from consumer.sources.offsets import OffsetBook
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import normalizer
 
@@ -425,11 +421,11 @@ def test_messages_consumed_but_not_handed_over_are_dropped_with_their_revoked_pa
         h.fake.feed("t", 1, range(2))
         await h.until(lambda: h.pipeline.in_flight == 2)
         h.fake.feed("t", 0, range(5))  # no room: consumed, held back, partitions paused
-        await h.until(lambda: h.source.paused_partitions == 2)
+        await h.until(lambda: h.value("vision_events_kafka_paused_partitions") == 2)
         h.fake.call_in_consume(lambda fake: fake.revoke([("t", 0)]))
         await h.until(lambda: h.source.assignment == {("t", 1)})
         sink.gate.set()
-        await h.until(lambda: h.source.paused_partitions == 0)  # room again: resumed
+        await h.until(lambda: h.value("vision_events_kafka_paused_partitions") == 0)  # room again: resumed
         await asyncio.sleep(0.1)
         assert sorted(str(e.event_data["value"]) for e in sink.events) == ["t-1-0", "t-1-1"]
         await h.shutdown()
@@ -446,12 +442,12 @@ def test_backpressure_pauses_every_partition_and_resumes_with_room_for_a_batch()
         await h.until(lambda: bool(h.fakes) and len(h.source.assignment) == 2)
         h.fake.feed("t", 0, range(10))
         h.fake.feed("t", 1, range(10))
-        await h.until(lambda: h.source.paused_partitions == 2)
+        await h.until(lambda: h.value("vision_events_kafka_paused_partitions") == 2)
         assert h.value("vision_events_kafka_paused_partitions") == 2
         assert h.pipeline.in_flight <= 10  # the bound, or one batch when nothing was in flight
         sink.gate.set()
         await h.until(lambda: len(sink.events) == 20)
-        await h.until(lambda: h.source.paused_partitions == 0)
+        await h.until(lambda: h.value("vision_events_kafka_paused_partitions") == 0)
         assert h.fake.pauses >= 1 and h.fake.resumes >= 1
         await h.shutdown()
         assert h.fake.sync_commits == [{("t", 0): 10, ("t", 1): 10}]

@@ -8,12 +8,12 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from consumer.clients.mqtt import BrokerAddress, parse_mqtt_url, tls_context
 from consumer.config import MqttDeadLetterConfig, MqttSourceConfig, MqttSubscription, TlsConfig
 from consumer.deadletter import DeadLetterRecord
 from consumer.deadletter.mqtt import MqttDeadLetterWriter, record_from_mqtt_payload
 from consumer.errors import ConfigError
 from consumer.sources.mqtt import Subscription, build_subscriptions, filter_covers, validate_filter
-from consumer.sources.mqtt_client import BrokerAddress, parse_mqtt_url, tls_context
 
 # -- URLs -----------------------------------------------------------------------------------------
 

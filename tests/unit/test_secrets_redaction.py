@@ -22,9 +22,9 @@ from prometheus_client import generate_latest
 
 from consumer.app import App
 from consumer.cli import main
+from consumer.clients import kafka
 from consumer.config import load_settings
-from consumer.redaction import Redactor, mask_url_credentials, secret_forms
-from consumer.sources import kafka
+from consumer.redaction import MASK, Redactor, mask_url_credentials, redact, secret_forms
 from tests.support.images import b64, png_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -205,6 +205,14 @@ def test_the_redactor_masks_raw_url_encoded_and_base64_forms(secret: str) -> Non
         assert redacted.startswith("the server said: <") and redacted.endswith("> (status 400)")
 
 
+def test_redact_masks_every_form_of_each_secret_and_url_passwords() -> None:
+    for form in _forms_by_hand(SASL_PASSWORD):
+        redacted = redact(f"said <{form}> via https://u:pw-7@host/x", [SASL_PASSWORD, ""])
+        assert form not in redacted, form
+        assert redacted == f"said <{MASK}> via https://u:****@host/x"
+    assert redact("nothing secret here", []) == "nothing secret here"
+
+
 def test_secret_forms_are_computed_once_per_secret() -> None:
     secret_forms.cache_clear()
     Redactor([API_KEY])
@@ -220,7 +228,7 @@ def test_kafka_errors_and_logged_settings_hide_every_form_of_the_sasl_password()
         "proxy.url": "https://client:idp-secret-5@idp.example/token",
     }
     for form in _forms_by_hand(SASL_PASSWORD):
-        assert form not in kafka.redact(f"broker said: {form}", settings)
+        assert form not in kafka.redact_settings(f"broker said: {form}", settings)
     masked = str(kafka.mask_settings(settings))
     assert SASL_PASSWORD not in masked and "idp-secret-5" not in masked
     assert "https://client:****@idp.example/token" in masked

@@ -1,4 +1,4 @@
-"""What the MQTT source and the MQTT dead-letter writer share: broker URL, TLS, credentials, paho client.
+"""What the MQTT source, dead-letter writer and replay share: broker URL, TLS, credentials, paho client.
 
 Everything here runs at start-up and raises :class:`consumer.errors.ConfigError` for settings that
 can never work (a bad URL, missing certificate files). Errors show a URL's password as ``****``
