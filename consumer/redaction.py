@@ -23,11 +23,11 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 MASK: Final = "**********"
-# Free text is searched only for secrets at least this long. A real API key or password is far longer;
-# a 1-3 character "secret" (a test key, a header value such as "1") would otherwise blank every word
-# containing it and make the logs unreadable. Short secrets are still masked wherever they are known
-# to be secrets (check-config, the logged settings, headers): only the search in free text skips them.
-MIN_SEARCHED_SECRET_CHARS: Final = 6
+# A secret shorter than this is masked in free text only as a whole token (not inside a longer word).
+# A real API key or password is far longer; a 1-3 character "secret" (a test key, a header value
+# such as "1") would otherwise blank every word containing it ("k" in "Kafka") and make the logs
+# unreadable, while the secret standing alone (``'kp'``, ``=kp&``) is still masked.
+SHORT_SECRET_CHARS: Final = 6
 URL_PASSWORD_MASK: Final = "****"  # noqa: S105 - the mask, not a password
 
 # A scheme, then everything up to the next white space, quote or the next scheme (a list of URLs
@@ -104,9 +104,27 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     For error paths, where the secrets are known only then. A hot path with a fixed set of secrets
     builds a :class:`Redactor` once instead (one regular-expression pass per call).
     """
-    for form in expand_secrets(secrets):
-        text = text.replace(form, MASK)
-    return mask_url_credentials(text)
+    return mask_url_credentials(mask_forms(text, expand_secrets(secrets)))
+
+
+def mask_forms(text: str, forms: tuple[str, ...]) -> str:
+    """``text`` with each of ``forms`` (from :func:`expand_secrets`) replaced by ``**********``."""
+    pattern = _forms_pattern(forms)
+    return text if pattern is None else pattern.sub(MASK, text)
+
+
+@lru_cache(maxsize=64)
+def _forms_pattern(forms: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for all ``forms``, longest first; short ones only as whole tokens."""
+    if not forms:
+        return None
+    parts = []
+    for form in sorted(forms, key=len, reverse=True):
+        escaped = re.escape(form)
+        if len(form) < SHORT_SECRET_CHARS:
+            escaped = rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
+        parts.append(escaped)
+    return re.compile("|".join(parts))
 
 
 class Redactor:
@@ -119,8 +137,7 @@ class Redactor:
     __slots__ = ("_pattern",)
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms = expand_secrets(secrets)
-        self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
+        self._pattern = _forms_pattern(expand_secrets(secrets))
 
     def __call__(self, text: str) -> str:
         """``text`` with secrets replaced by ``**********`` and URL passwords by ``****``."""

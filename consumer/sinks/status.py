@@ -49,6 +49,7 @@ from consumer.errors import (
     UnexpectedResponseError,
 )
 from consumer.metrics import Metrics
+from consumer.redaction import mask_forms
 
 logger = logging.getLogger(__name__)
 
@@ -162,11 +163,8 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every non-empty secret replaced by asterisks."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with every secret form (``consumer.redaction.expand_secrets``) replaced by asterisks."""
+    return mask_forms(text, tuple(secrets))
 
 
 def _truncate(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
