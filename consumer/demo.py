@@ -5,6 +5,10 @@ With an MQTT broker (``--mqtt-url`` or ``MQTT_URL``; ``make demo`` starts a loca
 samples are published to it like an edge device would and the consumer subscribes to the routes'
 topics; without one, the samples are read from ``consumer/samples/messages.jsonl`` directly.
 It prints what the stand-in received, by event type, and what was dead-lettered, by reason.
+
+The API refuses capture times older than a year, so a sample record may name, under ``now``,
+the payload fields that hold a capture time (``{"after.frame_time": "epoch_seconds"}``): the demo
+sets them to the current time before publishing, and the samples never age out.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,24 +38,58 @@ from consumer.routing import load_routes
 
 SAMPLES = Path(__file__).parent / "samples"
 DEMO_API_KEY = "demo-key"
-DEMO_USE_CASES = ("line-qc", "warehouse-inventory", "site-safety", "custom-events", "operator-feedback")
+DEMO_USE_CASES = (
+    "line-qc",
+    "warehouse-inventory",
+    "site-safety",
+    "custom-events",
+    "operator-feedback",
+    # The edge-stack routes' use cases (DeepStream, DL Streamer, Frigate, Axis).
+    "restricted-zone",
+    "gate-traffic",
+    "dock-activity",
+    "yard-watch",
+    "yard-occupancy",
+    "lobby-occupancy",
+)
 _SETTLE_TIMEOUT_SECONDS = 60.0
 
 
-def sample_messages() -> list[tuple[str, bytes]]:
-    """The bundled samples as (topic, payload bytes)."""
+def sample_messages(now: float | None = None) -> list[tuple[str, bytes]]:
+    """The bundled samples as (topic, payload bytes), their ``now`` fields set to ``now`` (default: now)."""
+    moment = time.time() if now is None else now
     out = []
     for line in (SAMPLES / "messages.jsonl").read_bytes().splitlines():
         record: dict[str, Any] = orjson.loads(line)
-        payload = record["payload"]
         if "payload_base64" in record:
             data = base64.b64decode(record["payload_base64"])
-        elif isinstance(payload, str):
-            data = payload.encode()
+        elif isinstance(record["payload"], str):
+            data = record["payload"].encode()
         else:
-            data = orjson.dumps(payload)
+            data = orjson.dumps(_stamped(record["payload"], record.get("now", {}), moment))
         out.append((str(record["topic"]), data))
     return out
+
+
+def _stamped(payload: Any, fields: dict[str, str], now: float) -> Any:
+    """``payload`` with each dotted path of ``fields`` set to ``now`` in that field's unit."""
+    for dotted, unit in fields.items():
+        *parents, last = dotted.split(".")
+        node = payload
+        for key in parents:
+            node = node[key]
+        node[last] = _time_value(now, unit)
+    return payload
+
+
+def _time_value(now: float, unit: str) -> str | float | int:
+    if unit == "iso":
+        return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if unit == "epoch_seconds":
+        return round(now, 6)
+    if unit == "epoch_ns":
+        return int(now * 1e9)
+    raise ValueError(f"unknown time unit {unit!r} in a sample's 'now'")
 
 
 def run_demo(*, mqtt_url: str | None = None, verbose: bool = False) -> int:
@@ -92,7 +131,15 @@ def run_demo(*, mqtt_url: str | None = None, verbose: bool = False) -> int:
             out.write(f"Publishing {len(samples)} sample results to MQTT {url} (QoS 1)\n\n")
             result = asyncio.run(_run_with_mqtt(load_settings(None, overrides), url, samples))
         else:
-            overrides.update({"source.type": "file", "source.file.path": str(SAMPLES / "messages.jsonl")})
+            # The samples as published (capture times set to now), byte-exact, for the file source.
+            stamped = Path(tmp) / "messages.jsonl"
+            stamped.write_bytes(
+                b"".join(
+                    orjson.dumps({"topic": topic, "payload_base64": base64.b64encode(data).decode()}) + b"\n"
+                    for topic, data in samples
+                )
+            )
+            overrides.update({"source.type": "file", "source.file.path": str(stamped)})
             out.write(
                 f"No MQTT broker given: reading {len(samples)} samples from {SAMPLES / 'messages.jsonl'}\n\n"
             )
@@ -160,5 +207,8 @@ def _print_summary(api: FakeVisionEventsApi, dead_letter_path: Path, result: Run
     out.write(f"\nDead-lettered {len(dead)} messages (kept byte-exact in the dead-letter file):\n")
     for reason, count in sorted(Counter(record.reason for record in dead).items()):
         out.write(f"  {reason:<18} {count}\n")
-    out.write(f"\nSettled without an event by a route (cooldown, no alert class): {result.stats.skipped}\n")
+    skipped = result.stats.skipped
+    out.write(
+        f"\nSettled without an event by a route (cooldown, when condition, no alert class): {skipped}\n"
+    )
     out.write(f"All {sent} messages settled: {result.stats.settled() == sent}\n")

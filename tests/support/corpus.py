@@ -103,6 +103,7 @@ class CorpusMessage:
     payload: bytes
     event_type: str | None  # set: must arrive as an event of this type
     reason: str | None  # set: must be dead-lettered with this reason
+    key: bytes | None = None  # the Kafka message key (nvmsgbroker keys by sensor id); MQTT has none
 
     @property
     def event_id(self) -> str:

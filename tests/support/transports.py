@@ -200,7 +200,7 @@ class KafkaTransport:
         for index, item in enumerate(messages):
             while True:
                 try:
-                    self._producer.produce(item.topic, item.payload, on_delivery=report)
+                    self._producer.produce(item.topic, item.payload, key=item.key, on_delivery=report)
                     break
                 except BufferError:
                     self._producer.poll(0.1)

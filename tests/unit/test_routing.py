@@ -181,4 +181,6 @@ def test_shipped_example_routes_cover_every_event_type() -> None:
     table = load_routes(REPO / "examples" / "routes.yaml")
     types = {route.event_type.value for route in table.routes if route.event_type is not None}
     assert types == {"quality_check", "inventory_count", "safety_alert", "custom", "operator_feedback"}
-    assert all(route.format is MessageFormat.AUTO for route in table.routes)
+    # Every format is detected, except a Frigate count: a bare number, read only when the route names it.
+    named = {route.name: route.format for route in table.routes if route.format is not MessageFormat.AUTO}
+    assert named == {"frigate-counts": MessageFormat.FRIGATE}
