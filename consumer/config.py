@@ -10,6 +10,7 @@ a YAML syntax error is reported by line and column, never with the line's conten
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from enum import StrEnum
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_core import InitErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from consumer.contract import MAX_BATCH_EVENTS
 from consumer.errors import ConfigError
@@ -398,11 +400,24 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
     shutdown_deadline_seconds: float = Field(25.0, gt=0, description="SIGTERM drain deadline.")
 
-    @model_validator(mode="after")
-    def _cloud_needs_a_key(self) -> Settings:
-        if self.sink.type is SinkKind.CLOUD and self.sink.cloud.api_key is None:
-            raise ValueError("sink.cloud.api_key is required for the cloud sink (or set ROBOFLOW_API_KEY)")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _cloud_needs_a_key(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        # A wrap validator, not an "after" one: an "after" validator never runs when another
+        # field is invalid, so a missing key would show only once everything else was fixed.
+        missing = _cloud_key_missing(data)
+        try:
+            settings = handler(data)
+        except PydanticValidationError as exc:
+            if not missing:
+                raise
+            errors = [_init_error(error) for error in exc.errors(include_url=False)]
+            raise PydanticValidationError.from_exception_data(
+                exc.title, [*errors, _missing_key_error()]
+            ) from None
+        if missing:
+            raise PydanticValidationError.from_exception_data(cls.__name__, [_missing_key_error()])
+        return settings
 
     @classmethod
     def settings_customise_sources(
@@ -415,6 +430,105 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment beats secret files beats the YAML file (passed as init values)."""
         return (env_settings, file_secret_settings, init_settings)
+
+
+MISSING_API_KEY: Final = (
+    "the cloud sink needs a Roboflow API key and none is set: set the ROBOFLOW_API_KEY environment "
+    "variable (or VEC_SINK__CLOUD__API_KEY, or sink.cloud.api_key in a secret file), or choose "
+    "another sink.type (local, jsonl)"
+)
+_API_KEY_LOC: Final = ("sink", "cloud", "api_key")
+_ENV_PREFIX: Final = "VEC_"
+_ENV_DELIMITER: Final = "__"
+
+
+def _entry(tree: Any, key: str) -> Any:
+    """``tree[key]`` for a raw mapping or an already built section; None when absent."""
+    if isinstance(tree, dict):
+        return tree.get(key)
+    return getattr(tree, key, None)
+
+
+def _cloud_key_missing(data: Any) -> bool:
+    """Whether the raw, merged input selects the cloud sink (the default) and holds no key for it."""
+    sink = _entry(data, "sink")
+    kind = _entry(sink, "type")
+    if kind is not None and str(kind) != SinkKind.CLOUD.value:
+        return False
+    key = _entry(_entry(sink, "cloud"), "api_key")
+    if isinstance(key, SecretStr):
+        key = key.get_secret_value()
+    return not key
+
+
+def _missing_key_error() -> InitErrorDetails:
+    return {"type": "value_error", "loc": _API_KEY_LOC, "input": None, "ctx": {"error": MISSING_API_KEY}}
+
+
+def _init_error(error: Any) -> InitErrorDetails:
+    """A reported error as pydantic takes it back, to re-raise it with one more."""
+    details: InitErrorDetails = {"type": error["type"], "loc": error["loc"], "input": error["input"]}
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+def _env_variable(loc: tuple[str | int, ...]) -> str | None:
+    """The environment variable a setting at ``loc`` (or a mapping holding it) was read from, if set.
+
+    The environment beats the file, so a variable set for that path (or for a section above it,
+    given as JSON) is where the value came from. Names are matched case-insensitively, as
+    pydantic-settings reads them.
+    """
+    if loc == _API_KEY_LOC and os.environ.get("ROBOFLOW_API_KEY"):
+        return "ROBOFLOW_API_KEY"
+    names = {name.upper(): name for name in os.environ if name.upper().startswith(_ENV_PREFIX)}
+    parts = [str(part) for part in loc]
+    for depth in range(len(parts), 0, -1):
+        wanted = (_ENV_PREFIX + _ENV_DELIMITER.join(parts[:depth])).upper()
+        if wanted in names:
+            return names[wanted]
+    # An unknown key given as a variable below it (VEC_SINK__CLUD__URL for ``sink.clud``).
+    below = (_ENV_PREFIX + _ENV_DELIMITER.join(parts) + _ENV_DELIMITER).upper()
+    return next((name for upper, name in sorted(names.items()) if upper.startswith(below)), None)
+
+
+def _env_parse_problem(exc: SettingsError) -> str:
+    """A variable's JSON that does not parse, naming the variables it may come from."""
+    field = re.search(r'field "([^"]+)"', str(exc))
+    if field is None:
+        return f"cannot read the environment: {exc}"
+    top = (_ENV_PREFIX + field.group(1)).upper()
+    suspects = sorted(
+        name for name in os.environ if name.upper() == top or name.upper().startswith(top + _ENV_DELIMITER)
+    )
+    names = " or ".join(suspects) or top
+    return f"cannot read the environment variable {names}: not valid JSON for {field.group(1)}"
+
+
+def _suggestion(loc: tuple[str | int, ...]) -> str:
+    """`` (did you mean `x`?)`` for an unknown key close to a field of the model at that level."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _problem(error: Any) -> str:
+    """One validation error in plain words: where, from which variable, what, and a suggestion."""
+    loc = tuple(error["loc"])
+    where = ".".join(str(part) for part in loc) or "(root)"
+    variable = _env_variable(loc) if loc else None
+    if variable is not None:
+        where += f" (from the environment variable {variable})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting" + _suggestion(loc)
+    return f"{where}: {message}"
 
 
 def _deep_set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -458,10 +572,11 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
     try:
         return Settings(**data)
     except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        # A variable holding JSON that does not parse: pydantic-settings names the field only.
+        raise ConfigError(_env_parse_problem(exc)) from None
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

@@ -4,7 +4,9 @@ Starts the local Vision Events API stand-in on a free port and runs the real con
 With an MQTT broker (``--mqtt-url`` or ``MQTT_URL``; ``make demo`` starts a local Mosquitto), the
 samples are published to it like an edge device would and the consumer subscribes to the routes'
 topics; without one, the samples are read from ``consumer/samples/messages.jsonl`` directly.
-It prints what the stand-in received, by event type, and what was dead-lettered, by reason.
+It prints what the stand-in received, by event type, and what was dead-lettered: by reason, and
+which sample (by topic) got which reason. The dead-letter file is kept (``dead-letters-demo.jsonl``
+in the working directory, replaced on each run) so the user can open it; its path is printed.
 
 The API refuses capture times older than a year, so a sample record may name, under ``now``,
 the payload fields that hold a capture time (``{"after.frame_time": "epoch_seconds"}``): the demo
@@ -53,6 +55,8 @@ DEMO_USE_CASES = (
     "lobby-occupancy",
 )
 _SETTLE_TIMEOUT_SECONDS = 60.0
+# In the working directory, where the user can open it; ``dead-letters*.jsonl`` is git-ignored.
+DEMO_DEAD_LETTERS = "dead-letters-demo.jsonl"
 
 
 def sample_messages(now: float | None = None) -> list[tuple[str, bytes]]:
@@ -92,16 +96,24 @@ def _time_value(now: float, unit: str) -> str | float | int:
     raise ValueError(f"unknown time unit {unit!r} in a sample's 'now'")
 
 
-def run_demo(*, mqtt_url: str | None = None, verbose: bool = False) -> int:
-    """Run the demo and print a summary; 0 when every sample was settled."""
+def run_demo(
+    *, mqtt_url: str | None = None, verbose: bool = False, dead_letter_path: Path | None = None
+) -> int:
+    """Run the demo and print a summary; 0 when every sample was settled.
+
+    Dead letters go to ``dead_letter_path`` (default ``dead-letters-demo.jsonl`` in the working
+    directory), emptied first so the file holds this run's only, and kept afterwards.
+    """
     configure_logging("INFO" if verbose else "ERROR", "text")
     url = mqtt_url or os.environ.get("MQTT_URL")
     out = sys.stdout
+    dead_letter_path = (dead_letter_path or Path(DEMO_DEAD_LETTERS)).absolute()
+    # The JSONL writer appends: a previous run's records would be counted as this run's.
+    dead_letter_path.unlink(missing_ok=True)
     with (
-        tempfile.TemporaryDirectory(prefix="vec-demo-") as tmp,
         FakeVisionEventsApi(api_keys=(DEMO_API_KEY,), use_cases=DEMO_USE_CASES) as api,
+        tempfile.TemporaryDirectory(prefix="vec-demo-") as tmp,
     ):
-        dead_letter_path = Path(tmp) / "dead-letters.jsonl"
         overrides: dict[str, Any] = {
             "routes": str(SAMPLES / "routes.yaml"),
             "sink.type": "cloud",
@@ -203,12 +215,25 @@ def _print_summary(api: FakeVisionEventsApi, dead_letter_path: Path, result: Run
     out.write(f"Delivered {len(events)} events ({with_images} with images, {uploads} images uploaded):\n")
     for event_type, count in sorted(by_type.items()):
         out.write(f"  {event_type:<18} {count}\n")
+    if uploads < with_images:
+        out.write(
+            "  (fewer uploads than events with images: several samples carry the same frame, and the "
+            "cloud sink uploads each distinct image once and lets those events share its id)\n"
+        )
     dead = list(read_dead_letters(dead_letter_path)) if dead_letter_path.exists() else []
-    out.write(f"\nDead-lettered {len(dead)} messages (kept byte-exact in the dead-letter file):\n")
+    out.write(f"\nDead-lettered {len(dead)} messages, by reason:\n")
     for reason, count in sorted(Counter(record.reason for record in dead).items()):
-        out.write(f"  {reason:<18} {count}\n")
-    skipped = result.stats.skipped
+        out.write(f"  {reason:<24} {count}\n")
+    if dead:
+        out.write("Which sample (by topic) got which reason:\n")
+        topics = [str(record.coordinates.get("topic", "?")) for record in dead]
+        width = max(len(topic) for topic in topics)
+        for topic, record in zip(topics, dead, strict=True):
+            where = f" at {record.path}" if record.path else ""
+            out.write(f"  {topic:<{width}}  {record.reason}{where}\n")
+        out.write(f"Kept byte-exact, with each reason and detail, in {dead_letter_path}\n")
     out.write(
-        f"\nSettled without an event by a route (cooldown, when condition, no alert class): {skipped}\n"
+        f"\nSettled without an event by a route (cooldown, when condition, no alert class): "
+        f"{result.stats.skipped}\n"
     )
     out.write(f"All {sent} messages settled: {result.stats.settled() == sent}\n")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -165,3 +168,74 @@ def test_check_config_refuses_a_kafka_source_without_topics_like_run(
     # run refuses it with the same check, before connecting anywhere
     assert main(["run", "--config", str(config)]) == 2
     assert "source.kafka.topics is empty" in capsys.readouterr().err
+
+
+def _check_config(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``check-config`` as a user runs it: its own process, only the given VEC_* variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VEC_") and k != "ROBOFLOW_API_KEY"}
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", "check-config", *args],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_config_suggests_the_key_meant_for_an_unknown_one(tmp_path: Path) -> None:
+    config = _write(tmp_path, {"routes": str(ROUTES), "sink": {"type": "jsonl", "clud": {"region": "us"}}})
+    done = _check_config(tmp_path, {}, "--config", str(config))
+    assert done.returncode == 2
+    assert "sink.clud: unknown setting (did you mean `cloud`?)" in done.stderr
+    config = _write(tmp_path, {"routes": str(ROUTES), "sink": {"type": "jsonl"}, "batch": {"lingr_ms": 5}})
+    assert (
+        "batch.lingr_ms: unknown setting (did you mean `linger_ms`?)"
+        in _check_config(tmp_path, {}, "--config", str(config)).stderr
+    )
+
+
+def test_check_config_names_the_environment_variable_of_a_bad_value(tmp_path: Path) -> None:
+    config = _write(tmp_path, {"routes": str(ROUTES), "sink": {"type": "jsonl"}})
+    done = _check_config(
+        tmp_path,
+        {"VEC_BATCH__LINGER_MS": "-5", "VEC_SINK__CLUD__REGION": "us"},
+        "--config",
+        str(config),
+    )
+    assert done.returncode == 2
+    assert "batch.linger_ms (from the environment variable VEC_BATCH__LINGER_MS):" in done.stderr
+    assert "sink.clud (from the environment variable VEC_SINK__CLUD__REGION): unknown setting" in done.stderr
+    # A file's value is not blamed on the environment.
+    config = _write(tmp_path, {"routes": str(ROUTES), "sink": {"type": "jsonl"}, "batch": {"linger_ms": -5}})
+    done = _check_config(tmp_path, {}, "--config", str(config))
+    assert "batch.linger_ms: " in done.stderr and "environment variable" not in done.stderr
+
+
+def test_check_config_names_the_variable_holding_json_that_does_not_parse(tmp_path: Path) -> None:
+    config = _write(tmp_path, {"routes": str(ROUTES), "sink": {"type": "jsonl"}})
+    done = _check_config(tmp_path, {"VEC_SOURCE__KAFKA__TOPICS": "[vision"}, "--config", str(config))
+    assert done.returncode == 2
+    assert "VEC_SOURCE__KAFKA__TOPICS" in done.stderr and "not valid JSON" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_config_reports_the_missing_api_key_with_the_other_problems(tmp_path: Path) -> None:
+    config = _write(tmp_path, {"routes": str(ROUTES), "batch": {"max_events": 500}})
+    done = _check_config(tmp_path, {"VEC_RETRY__MAX_BACKOFF_SECONDS": "0"}, "--config", str(config))
+    assert done.returncode == 2
+    assert "batch.max_events" in done.stderr
+    assert (
+        "retry.max_backoff_seconds (from the environment variable VEC_RETRY__MAX_BACKOFF_SECONDS)"
+        in done.stderr
+    )
+    assert (
+        "sink.cloud.api_key: the cloud sink needs a Roboflow API key and none is set: "
+        "set the ROBOFLOW_API_KEY environment variable"
+    ) in done.stderr
+    # Alone, it is reported the same way; given, it is gone.
+    alone = _check_config(tmp_path, {}, "--config", str(_write(tmp_path, {"routes": str(ROUTES)})))
+    assert alone.returncode == 2 and "needs a Roboflow API key and none is set" in alone.stderr
+    given = _check_config(tmp_path, {"ROBOFLOW_API_KEY": SECRET}, "--config", str(config))
+    assert "api_key" not in given.stderr and SECRET not in given.stderr
