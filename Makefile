@@ -53,8 +53,9 @@ tools:
 chart-check: $(STAMP) tools
 	@$(WITH_BROKERS) $(PYTHON) -m pytest tests/chart -q
 
-## bench: throughput, latency, memory against the real local brokers (bench/README.md); BENCH_ARGS=--quick for a smoke run
+## bench: throughput, latency, memory against the real local brokers, side by side with Benthos and a naive consumer (bench/README.md); BENCH_ARGS=--quick for a smoke run
 bench: $(STAMP)
+	@scripts/build-benthos.sh
 	@$(WITH_BROKERS) $(PYTHON) -m bench $(BENCH_ARGS)
 
 brokers-start:

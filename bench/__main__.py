@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.messages import KINDS
+from bench.peers import PEERS
 from bench.procs import cpu_count
 from bench.report import chart, table, write_json
 from bench.run import Plan, Runner
@@ -72,6 +73,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
         sink=dict(SINK),
         profile=args.profile,
         spool=args.spool,
+        peers=[p for p in args.peers.split(",") if p],
     )
 
 
@@ -96,6 +98,11 @@ def main() -> None:
         "--spool",
         choices=("full", "normal"),
         help="run with the durable spool on, at this synchronous level (compare with a run without)",
+    )
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help="peers measured on the od messages after the consumer (bench/peers.py; '' for none)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")
     parser.add_argument("--name", help="file name stem (default: quick|full-<UTC time>)")
@@ -135,6 +142,7 @@ def main() -> None:
         "mqtt": plan.mqtt,
         "sink": plan.sink,
         "spool": plan.spool,
+        "peers": plan.peers,
     }
     results["counts"] = plan.counts
     results["machine"] = {

@@ -71,6 +71,9 @@ def table(results: dict[str, Any]) -> str:
                 f"| {_fmt(row['seconds'], '.1f')} "
                 f"| {_fmt(row['peak_rss_mb'], '.0f')} | {_fmt(row['cpu_per_1000'], '.3f')} |"
             )
+    if results.get("peers"):
+        lines.append("")
+        lines.extend(peers_table(results))
     checks = targets(results)
     if checks:
         lines.append("")
@@ -79,6 +82,46 @@ def table(results: dict[str, Any]) -> str:
         for name, figure, met in checks:
             lines.append(f"| {name} | {figure} | {'yes' if met else 'NO'} |")
     return "\n".join(lines)
+
+
+def peers_table(results: dict[str, Any]) -> list[str]:
+    """The consumer, the bare client and each peer on the same od messages: CPU per 1000 events.
+
+    *ours ÷ it* divides the consumer's CPU per event by the system's: below 1, the consumer is cheaper.
+    """
+    lines = [
+        "| system | transport | events | events/s | CPU s / 1000 events | ours ÷ it (CPU) | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    ours = {r["transport"]: r for r in results.get("scenarios", []) if r["kind"] == "od"}
+    for transport, row in ours.items():
+        lines.append(
+            f"| vision-events-consumer | {transport} | {_fmt(row['count'])} | {_fmt(row['rate'])} "
+            f"| {_fmt(row['cpu_per_1000'], '.3f')} | 1.00 | {_fmt(row['peak_rss_mb'], '.0f')} |"
+        )
+        bare = row.get("raw_cpu_per_1000")
+        lines.append(
+            f"| bare client, reading only | {transport} | {_fmt(row.get('raw_count'))} "
+            f"| {_fmt(row.get('raw_rate'))} | {_fmt(bare, '.3f')} "
+            f"| {_fmt(row['cpu_per_1000'] / bare if bare else None, '.2f')} | - |"
+        )
+        for peer in results.get("peers", []):
+            if peer["transport"] == transport:
+                name = peer.get("label", peer["system"])
+                lines.append(
+                    f"| {name} | {transport} | {_fmt(peer['count'])} | {_fmt(peer['rate'])} "
+                    f"| {_fmt(peer['cpu_per_1000'], '.3f')} | {_fmt(peer.get('ours_cpu_ratio'), '.2f')} "
+                    f"| {_fmt(peer['peak_rss_mb'], '.0f')} |"
+                )
+    return lines
+
+
+# Issue 14: the consumer's CPU per od event at most this fraction of each peer's.
+PEER_TARGETS: dict[tuple[str, str], float] = {
+    ("kafka", "naive"): 0.6,
+    ("kafka", "benthos"): 0.4,
+    ("mqtt", "benthos"): 0.8,
+}
 
 
 def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -97,6 +140,17 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
                         row["of_raw"] >= 0.5,
                     )
                 )
+    for peer in results.get("peers", []):
+        fraction = PEER_TARGETS.get((peer["transport"], peer["system"]))
+        ratio = peer.get("ours_cpu_ratio")
+        if fraction is not None and ratio is not None:
+            out.append(
+                (
+                    f"{peer['transport']} od CPU/event <= {fraction} x {peer['system']}'s",
+                    f"{ratio:.2f} x",
+                    ratio <= fraction,
+                )
+            )
     for row in results.get("latency", []):
         limit = (row.get("linger_ms") or 0) + 250
         p99 = row["latency_ms"]["p99"]

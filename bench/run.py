@@ -24,6 +24,7 @@ import httpx
 import orjson
 import yaml
 
+from bench import peers
 from bench.messages import Naming, Payloads, jpeg_of_size
 from bench.procs import Child, broker_pids, pin, python, unpin, usage, wait_for
 from bench.produce import KafkaPublisher, MqttPublisher, mqtt_session
@@ -50,6 +51,8 @@ class Plan:
     profile: Path | None = None
     # With the durable spool: events are acknowledged once spooled, delivered by its forwarder.
     spool: str | None = None
+    # The peers (bench/peers.py) measured on the od messages after the consumer, one at a time.
+    peers: list[str] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -112,7 +115,13 @@ class Runner:
         self.workdir = workdir
         self.say = log
         self.run_id = uuid.uuid4().hex[:8]
-        self.results: dict[str, Any] = {"run": self.run_id, "scenarios": [], "latency": [], "backlog": []}
+        self.results: dict[str, Any] = {
+            "run": self.run_id,
+            "scenarios": [],
+            "latency": [],
+            "backlog": [],
+            "peers": [],
+        }
         self._pinned: dict[int, set[int]] = {}
         self.standin: StandIn | None = None
         self.source_id = ""
@@ -260,6 +269,17 @@ class Runner:
                     raw_settings,
                 )
                 self._finish_row(row, raw)
+                if kind == "od":
+                    self._peers(
+                        "kafka",
+                        count,
+                        lambda peer: peers.Source(
+                            "kafka",
+                            bootstrap=bootstrap,
+                            topic=topics["od"],
+                            group=f"bench-{self.run_id}-{peer}",
+                        ),
+                    )
             if "od" in self.plan.kinds:
                 self._latency(
                     "kafka",
@@ -293,6 +313,12 @@ class Runner:
         raw_ids: list[str] = []
         consumer = Consumer(settings, self.workdir, self.plan.consumer_cpus, "consumer-mqtt")
         try:
+            if "od" in self.plan.kinds:
+                # Sessions created before the warm-up: the broker queues the warm-up and the od
+                # drain for each peer too, so the peers later read the very same messages.
+                for peer in self.plan.peers:
+                    raw_ids.append(f"bench-peer-{self.run_id}-{peer}")
+                    mqtt_session(host, port, raw_ids[-1], [naming.mqtt_filter("od")])
             consumer.wait_ready()
             self._warm_up(
                 "mqtt",
@@ -303,7 +329,8 @@ class Runner:
             )
             for kind in self.plan.kinds:
                 count = min(self.plan.counts[kind], _mqtt_queue_limit() - 1000)
-                if count < 1000:
+                # Only when the broker's cap cut the drain short: the quick run's jpeg drain is 300.
+                if count < min(self.plan.counts[kind], 1000):
                     raise RuntimeError(
                         f"Mosquitto queues only {_mqtt_queue_limit()} messages per offline session: "
                         "restart the brokers with MQTT_MAX_QUEUED_MESSAGES=100000 scripts/brokers.sh start"
@@ -331,6 +358,17 @@ class Runner:
                 )
                 mqtt_session(host, port, raw_id, [], expiry=0)
                 self._finish_row(row, raw)
+                if kind == "od":
+                    self._peers(
+                        "mqtt",
+                        count,
+                        lambda peer: peers.Source(
+                            "mqtt",
+                            url=url,
+                            client_id=f"bench-peer-{self.run_id}-{peer}",
+                            filter=naming.mqtt_filter("od"),
+                        ),
+                    )
             if "od" in self.plan.kinds:
                 self._latency(
                     "mqtt",
@@ -468,6 +506,36 @@ class Runner:
             f"{row['transport']}/{row['kind']}: bare client reads {raw['rate']:,.0f}/s "
             f"-> consumer at {100 * (row['of_raw'] or 0):.0f} % of it"
         )
+
+    def _peers(self, transport: str, count: int, source: Any) -> None:
+        """Each peer on the od messages the consumer just drained, alone on the consumer's core."""
+        if not (self.standin is not None):
+            raise RuntimeError("unexpected state")
+        ours = self.results["scenarios"][-1]
+        for name in self.plan.peers:
+            self.standin.clear()
+            try:
+                child = peers.start(
+                    name,
+                    source(name),
+                    self.standin.url,
+                    workdir=self.workdir,
+                    cpus=self.plan.consumer_cpus,
+                    http_port=free_port(),
+                )
+                row = peers.drain(name, child, self.standin, transport=transport, count=count, say=self.say)
+            except Exception as exc:  # noqa: BLE001 - report it with the figures of the others
+                self.say(f"{transport}/od: peer {name} FAILED: {type(exc).__name__}: {exc}")
+                self.results.setdefault("errors", []).append(
+                    {"transport": transport, "peer": name, "error": f"{type(exc).__name__}: {exc}"}
+                )
+                continue
+            # Below 1: the consumer spends less CPU per event than the peer.
+            row["ours_cpu_ratio"] = (
+                round(ours["cpu_per_1000"] / row["cpu_per_1000"], 3) if row["cpu_per_1000"] else None
+            )
+            self.results["peers"].append(row)
+        self.standin.clear()
 
     def _latency(self, transport: str, consumer: Consumer, publish: Any) -> None:
         if not (self.standin is not None):
