@@ -45,9 +45,10 @@ test: $(STAMP) tools
 	@scripts/prerequisites.sh test
 	@$(WITH_BROKERS) $(PYTHON) -m pytest
 
-## tools: helm, hadolint, kubernetes-validate, promtool and prometheus for the image and chart checks (cached)
+## tools: helm, hadolint, kubernetes-validate, promtool, prometheus, the Kubernetes control plane and Benthos (the bench's peer), built or fetched once and cached
 tools:
 	bash scripts/install-tools.sh
+	@scripts/build-benthos.sh
 
 ## chart-check: hadolint, helm lint/template of every ci/ scenario, offline manifest validation, promtool
 chart-check: $(STAMP) tools
