@@ -46,11 +46,12 @@ link() {
 SCRATCH=()
 cleanup() { ((${#SCRATCH[@]})) && rm -rf "${SCRATCH[@]}"; return 0; }
 trap cleanup EXIT
+# scratch NAME: a new scratch directory in $WORK (not printed: the list must grow in this shell, not
+# in a command substitution's subshell).
+WORK=""
 scratch() {
-    local dir
-    dir="$(mktemp -d "$TOOLS_CACHE/.$1-build.XXXXXX")"
-    SCRATCH+=("$dir")
-    printf '%s' "$dir"
+    WORK="$(mktemp -d "$TOOLS_CACHE/.$1-build.XXXXXX")"
+    SCRATCH+=("$WORK")
 }
 
 # go with the local toolchain only (never a toolchain download), the private build cache and no VCS
@@ -81,7 +82,8 @@ install_etcd() {
     say "building etcd $ETCD_VERSION (about a minute on 2 cores, once)"
     local started work
     started="$(now)"
-    work="$(scratch etcd)"
+    scratch etcd
+    work="$WORK"
     # A throwaway module that requires the server: `go install pkg@version` would do, but etcd's
     # server module has replace directives, which `go install` refuses.
     cat >"$work/go.mod" <<EOF
@@ -100,6 +102,7 @@ EOF
     ) || die "building etcd $ETCD_VERSION failed"
     mkdir -p "$dir"
     mv "$work/etcd" "$dir/etcd"
+    rm -rf "$work"
     link etcd "$dir/etcd"
     say "etcd $ETCD_VERSION built in $(elapsed "$started") s"
 }
@@ -116,7 +119,8 @@ install_kube() {
         "(about 5 minutes and 3 GB of memory on 2 cores, once; log: $TOOLS_CACHE/kube-build.log)"
     local started work log staging major minor ldflags pkg
     started="$(now)"
-    work="$(scratch kube)"
+    scratch kube
+    work="$WORK"
     log="$TOOLS_CACHE/kube-build.log"
     : >"$log"
     # k8s.io/kubernetes requires its staging modules (k8s.io/api, ...) as v0.0.0 and replaces them
@@ -156,6 +160,7 @@ install_kube() {
         die "the built kube-apiserver does not report $KUBE_VERSION"
     mkdir -p "$dir"
     mv "$work/out/kube-apiserver" "$work/out/kube-controller-manager" "$dir/"
+    rm -rf "$work"
     link kube-apiserver "$dir/kube-apiserver"
     link kube-controller-manager "$dir/kube-controller-manager"
     say "Kubernetes $KUBE_VERSION built in $(elapsed "$started") s"
