@@ -265,9 +265,15 @@ def wait_for_pods(plane: ControlPlane, manifests: Sequence[Manifest], namespace:
         }
         if all(created[name] >= count for name, count in wanted.items()):
             return []
-        assert time.monotonic() < deadline, (
-            f"the StatefulSet controller made {created} of {wanted} Pods in time"
-        )
+        if time.monotonic() > deadline:
+            pods = [p["metadata"]["name"] for p in plane.items(f"/api/v1/namespaces/{namespace}/pods")]
+            events = [
+                f"{e['reason']}: {e['message']}"
+                for e in plane.items(f"/api/v1/namespaces/{namespace}/events")
+            ]
+            raise AssertionError(
+                f"the StatefulSet controller made {created} of {wanted} Pods in time: {pods} {events}"
+            )
         time.sleep(POLL)
 
 
