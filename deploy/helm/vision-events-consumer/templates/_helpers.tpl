@@ -249,3 +249,27 @@ Rendering-time checks of combinations the schema cannot express.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+Refuse, at render time, an upgrade that turns the data volume's claims on or off (persistence.enabled
+or config.spool.enabled) over an existing StatefulSet: Kubernetes forbids changing a StatefulSet's
+volumeClaimTemplates ("field is immutable"), and would only say so halfway through the upgrade. The
+StatefulSet is read with lookup, which finds nothing under `helm template` or `--dry-run=client`.
+*/}}
+{{- define "vision-events-consumer.validatePersistenceChange" -}}
+{{- $fullname := include "vision-events-consumer.fullname" . }}
+{{- $namespace := include "vision-events-consumer.namespace" . }}
+{{- $existing := lookup "apps/v1" "StatefulSet" $namespace $fullname }}
+{{- if $existing }}
+{{- $had := false }}
+{{- range ($existing.spec.volumeClaimTemplates | default list) }}
+{{- if eq .metadata.name "data" }}{{ $had = true }}{{ end }}
+{{- end }}
+{{- $wants := eq (include "vision-events-consumer.persistentData" .) "true" }}
+{{- if ne $had $wants }}
+{{- $change := ternary "on: a PersistentVolumeClaim per replica instead of an emptyDir" "off: an emptyDir instead of the replicas' PersistentVolumeClaims" $wants }}
+{{- $drain := ternary "" " Turning it off: let the spool drain first (vision_events_spool_events at 0), as the claims (data-<pod>) are kept but no longer mounted." $wants }}
+{{- fail (printf "this upgrade turns the data volume %s (persistence.enabled or config.spool.enabled), but Kubernetes cannot change the volumeClaimTemplates of the existing StatefulSet %s/%s. Delete the StatefulSet and its pods (they stop gracefully; existing claims are kept), then run the same helm upgrade again: kubectl -n %s delete statefulset %s --cascade=foreground (the consumer is stopped until the upgrade starts the new pods).%s" $change $namespace $fullname $namespace $fullname $drain) }}
+{{- end }}
+{{- end }}
+{{- end }}
