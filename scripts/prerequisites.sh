@@ -44,7 +44,7 @@ if [[ "$goal" == test ]]; then
             need "Java 17+ and Maven" "sudo apt-get install openjdk-17-jdk-headless maven (Kafka runs from its Maven Central jars)"
         fi
     fi
-    have go || need "Go 1.24+" "https://go.dev/doc/install (helm is built from the Go module proxy; the Go publisher example)"
+    have go || need "Go 1.26+" "https://go.dev/doc/install (helm, the Kubernetes control plane for the chart tests and Benthos are built from the Go module proxy; the Go publisher example)"
     have node && have npm || need "Node.js 20+ and npm" "Debian: apt-get install nodejs npm (the Node.js publisher example)"
     have openssl || need "openssl" "Debian: apt-get install openssl (throwaway certificates for the TLS tests)"
 fi
