@@ -19,7 +19,6 @@ import orjson
 
 from consumer import contract
 from consumer.config import ImagesConfig, LimitsConfig
-from consumer.decode import decode_message
 from consumer.errors import MessageError, Reason, RouteError
 from consumer.formats.common import MAX_IMAGE_SIDE
 from consumer.model import Annotations
@@ -63,10 +62,10 @@ def inspect_message(
         )
     if changes:
         route = dataclasses.replace(route, **changes)
-    document = decode_message(payload, max_bytes=limits.max_message_bytes, max_depth=limits.max_json_depth)
+    normalizer = Normalizer(RoutingTable([route], UnroutedPolicy.DEAD_LETTER), limits, ImagesConfig())
+    document = normalizer.decode(route, payload)
     if route.format is MessageFormat.AUTO:
         route = dataclasses.replace(route, format=Normalizer.detect(document))
-    normalizer = Normalizer(RoutingTable([route], UnroutedPolicy.DEAD_LETTER), limits, ImagesConfig())
     output, values, metadata = normalizer.preview(route, document, {"topic": topic, **captures})
     annotations: Annotations = output.annotations if output is not None else {}
     # An envelope is named as such; a raw output by the shape that was read.

@@ -210,15 +210,7 @@ class Normalizer:
                 return Skipped(SkipReason.UNROUTED, "unrouted")
             raise RouteError(Reason.NO_ROUTE, f"no route matches topic {message.topic!r}")
         route, captures = found
-        # A Frigate count topic's payload is a bare number, which only a route naming the format reads.
-        count = count_payload(message.payload) if route.format is MessageFormat.FRIGATE else None
-        document: Any = count
-        if count is None:
-            document = decode_message(
-                message.payload,
-                max_bytes=self._limits.max_message_bytes,
-                max_depth=self._limits.max_json_depth,
-            )
+        document = self.decode(route, message.payload)
         if route.when is not None and not _condition_holds(route.when, route.name, document):
             return Skipped(SkipReason.WHEN, route.name)
         context: dict[str, Any] = {"topic": message.topic, **captures}
@@ -226,6 +218,18 @@ class Normalizer:
         if route.class_map is not None and draft.output is not None:
             _rename_classes(draft.output.annotations, route.class_map)
         return self._build(route, message, draft, context)
+
+    def decode(self, route: Route, payload: bytes) -> Any:
+        """The message as ``route`` reads it: parsed JSON within the limits, or a Frigate count.
+
+        A Frigate count topic's payload is a bare number, which only a route naming the format reads.
+        """
+        count = count_payload(payload) if route.format is MessageFormat.FRIGATE else None
+        if count is not None:
+            return count
+        return decode_message(
+            payload, max_bytes=self._limits.max_message_bytes, max_depth=self._limits.max_json_depth
+        )
 
     def preview(
         self, route: Route, document: dict[str, Any] | list[Any], context: dict[str, Any]

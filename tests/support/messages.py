@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -49,3 +50,16 @@ def normalizer(
     return Normalizer(
         routes(text), limits or LimitsConfig(), images or ImagesConfig(), on_annotations_dropped=sink.append
     )
+
+
+SAMPLES_FILE = Path(__file__).parents[2] / "consumer" / "samples" / "messages.jsonl"
+
+
+def sample_payloads(*, excluding: tuple[str, ...] = ()) -> list[Any]:
+    """The bundled samples' payloads (parsed), without those whose topic starts with ``excluding``."""
+    payloads = []
+    for line in SAMPLES_FILE.read_bytes().splitlines():
+        record = orjson.loads(line)
+        if not str(record["topic"]).startswith(excluding) and "payload" in record:
+            payloads.append(record["payload"])
+    return payloads

@@ -11,6 +11,7 @@ import pytest
 from consumer.errors import MessageError, Reason
 from consumer.formats import ConvertOptions, PredictionFormat, convert_predictions, detect_format
 from consumer.formats.detect import marked_edge_format
+from tests.support.messages import sample_payloads
 
 EDGE = Path(__file__).parent / "fixtures" / "edge"
 AXIS = PredictionFormat.AXIS
@@ -195,10 +196,8 @@ def test_bad_frames_are_typed_errors_with_a_path(mutate: Any, reason: Reason, pa
 
 
 def test_other_formats_and_envelopes_are_not_taken_for_axis() -> None:
-    samples = Path(__file__).parents[2] / "consumer" / "samples" / "messages.jsonl"
-    for line in samples.read_text().splitlines():
-        if line.strip():
-            assert detect_format(json.loads(line)) is not AXIS
+    for payload in sample_payloads(excluding=("axis/",)):
+        assert detect_format(payload) is not AXIS
     for name in ("deepstream_full_test4_vehicle.json", "frigate_events_update.json"):
         assert detect_format(_load(name)) is not AXIS
     v1 = _load("axis_scene_frame_v1.json")

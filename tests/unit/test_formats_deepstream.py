@@ -10,6 +10,7 @@ import pytest
 
 from consumer.errors import MessageError, Reason
 from consumer.formats import PredictionFormat, convert_predictions, detect_format
+from tests.support.messages import sample_payloads
 
 EDGE = Path(__file__).parent / "fixtures" / "edge"
 
@@ -76,10 +77,8 @@ def test_bad_input_is_a_typed_error_with_path(mutate: Any, path: str) -> None:
 
 
 def test_existing_samples_are_not_taken_for_deepstream() -> None:
-    samples = Path(__file__).parents[2] / "consumer" / "samples" / "messages.jsonl"
-    for line in samples.read_text().splitlines():
-        if line.strip():
-            assert detect_format(json.loads(line)) is not PredictionFormat.DEEPSTREAM
+    for payload in sample_payloads(excluding=("deepstream/plant-1/events",)):
+        assert detect_format(payload) is not PredictionFormat.DEEPSTREAM
 
 
 def test_stream_id_loses_credentials_and_is_capped_stably() -> None:

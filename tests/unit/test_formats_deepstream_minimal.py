@@ -10,6 +10,7 @@ import pytest
 
 from consumer.errors import MessageError, Reason
 from consumer.formats import ConvertOptions, PredictionFormat, convert_predictions, detect_format
+from tests.support.messages import sample_payloads
 
 EDGE = Path(__file__).parent / "fixtures" / "edge"
 MINIMAL = PredictionFormat.DEEPSTREAM_MINIMAL
@@ -220,7 +221,5 @@ def test_detection_is_not_confused_with_other_shapes() -> None:
     assert detect_format({"objects": [{"x": 1, "y": 2, "w": 3, "h": 4}], "resolution": {}}) is not MINIMAL
     assert detect_format({"version": "4.0", "objects": ["1|0|0|1|1|car"]}) is not MINIMAL
     assert detect_format({**_frame("1|0|0|1|1|car"), "event_type": "custom"}) is None  # our envelope
-    samples = Path(__file__).parents[2] / "consumer" / "samples" / "messages.jsonl"
-    for line in samples.read_text().splitlines():
-        if line.strip():
-            assert detect_format(json.loads(line)) is not MINIMAL
+    for payload in sample_payloads(excluding=("deepstream/plant-1/frames",)):
+        assert detect_format(payload) is not MINIMAL

@@ -13,6 +13,7 @@ import pytest
 from consumer.errors import MessageError, Reason
 from consumer.formats import ConvertOptions, PredictionFormat, convert_predictions, detect_format
 from tests.support.images import jpeg_bytes
+from tests.support.messages import sample_payloads
 
 EDGE = Path(__file__).parent / "fixtures" / "edge"
 DLS = PredictionFormat.DLSTREAMER
@@ -286,7 +287,5 @@ def test_detection_is_not_confused_with_other_shapes() -> None:
     # "timestamp" is an envelope field too: with any other envelope field it stays an envelope.
     assert detect_format({**_person(), "stream_id": "cam"}) is None
     assert detect_format({"timestamp": "2026-01-01T00:00:00Z", "objects": []}) is None
-    samples = Path(__file__).parents[2] / "consumer" / "samples" / "messages.jsonl"
-    for line in samples.read_text().splitlines():
-        if line.strip():
-            assert detect_format(json.loads(line)) is not DLS
+    for payload in sample_payloads(excluding=("dlstreamer/", "dlsps/")):
+        assert detect_format(payload) is not DLS

@@ -12,6 +12,7 @@ from consumer.errors import MessageError, Reason
 from consumer.formats import ConvertOptions, PredictionFormat, convert_predictions, detect_format
 from consumer.formats.detect import marked_edge_format
 from consumer.formats.frigate import count_payload
+from tests.support.messages import sample_payloads
 
 EDGE = Path(__file__).parent / "fixtures" / "edge"
 FRIGATE = PredictionFormat.FRIGATE
@@ -256,10 +257,8 @@ def test_bad_updates_are_typed_errors_with_a_path(mutate: Any, reason: Reason, p
 
 
 def test_other_formats_and_envelopes_are_not_taken_for_frigate() -> None:
-    samples = Path(__file__).parents[2] / "consumer" / "samples" / "messages.jsonl"
-    for line in samples.read_text().splitlines():
-        if line.strip():
-            assert detect_format(json.loads(line)) is not FRIGATE
+    for payload in sample_payloads(excluding=("frigate/",)):
+        assert detect_format(payload) is not FRIGATE
     assert detect_format(_load("deepstream_full_test4_vehicle.json")) is PredictionFormat.DEEPSTREAM
     lpr = _load("frigate_tracked_object_update_lpr.json")
     # A document with any envelope field besides ``timestamp`` is an envelope, whatever else it has.

@@ -227,3 +227,15 @@ def test_the_message_can_come_from_stdin(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(DEEPSTREAM.read_bytes())))
     code, out, _ = _inspect(capsys, "-")
     assert code == 0 and out is not None and out["format"] == "deepstream"
+
+
+def test_a_frigate_count_is_read_where_the_format_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A count topic's bare number: refused when detected, read with ``--format frigate``."""
+    count = _write(tmp_path, "count", b"3")
+    code, _, err = _inspect(capsys, count, "--topic", "frigate/front_door/person")
+    assert code != 0 and "not_an_object" in err
+    code, out, err = _inspect(capsys, count, "--topic", "frigate/front_door/person", "--format", "frigate")
+    assert code == 0, err
+    assert out is not None and out["format"] == "frigate" and out["annotations"] == {}

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from consumer.errors import MessageError, Reason
+from consumer.formats import PredictionFormat, detect_format
 from consumer.model import VisionEvent
-from tests.support.messages import message, normalizer
+from tests.support.messages import message, normalizer, sample_payloads
 
 FIXTURES = Path(__file__).parent / "fixtures" / "edge"
 
@@ -241,3 +242,23 @@ def test_dlstreamer_pipeline_server_blob_is_the_event_input_image() -> None:
     assert event.annotations["objectDetections"][0]["class"] == "defect"
     assert event.event_data == {"value": "frame", "externalId": "Q7ZP2M4K1A"}
     assert event.custom_metadata["pipeline_name"] == "user_defined_pipelines"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("deepstream/plant-1/events", "deepstream"),
+        ("deepstream/plant-1/frames", "deepstream_minimal"),
+        ("dlstreamer/", "dlstreamer"),
+        ("dlsps/", "dlstreamer"),
+        ("frigate/events", "frigate"),
+        ("axis/", "axis"),
+    ],
+)
+def test_each_bundled_edge_sample_is_detected_as_its_own_format(prefix: str, expected: str) -> None:
+    """The demo's edge samples, detected as the publisher sends them (Frigate counts need the route)."""
+    everything = sample_payloads()
+    others = sample_payloads(excluding=(prefix,))
+    own = [payload for payload in everything if payload not in others]
+    assert own
+    assert {detect_format(payload) for payload in own} == {PredictionFormat(expected)}
