@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -579,7 +580,9 @@ def test_with_a_proxy_in_the_environment_the_sink_goes_through_it(monkeypatch: p
     async def proxy(exchange: Exchange) -> None:
         while (request := await exchange.request()) is not None:
             seen.append(request[0])
-            await exchange.respond(201, b"{}", ("Content-Type: application/json",))
+            # The contract's answer: the batch's eventIds (a bare 2xx is not delivery).
+            answer = orjson.dumps({"eventIds": [_event(1).event_id]})
+            await exchange.respond(201, answer, ("Content-Type: application/json",))
 
     async def scenario() -> None:
         async with Server(proxy) as server:
