@@ -1,10 +1,15 @@
-"""The chart and the durable spool (config.spool): a claim for the data volume, the path on it, sizes."""
+"""The chart and the durable spool (config.spool): a claim for the data volume, the path on it, sizes;
+the dashboard's Spool row and the spool alerts."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.chart import promql
 from tests.chart.render import Manifest, RenderError, config_files, container, helm_args, render, workload
 from tests.chart.tools import CHART, require
 
@@ -94,3 +99,47 @@ def test_a_larger_volume_takes_a_larger_spool(helm: str) -> None:
     )
     (claim,) = workload(manifests)["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "4Gi"
+
+
+# -- the spool in Grafana ------------------------------------------------------------------------------
+
+
+def _spool_row() -> list[dict[str, Any]]:
+    """The panels between the "Spool" row and the next row (or the end)."""
+    (path,) = promql.DASHBOARDS
+    panels = json.loads(path.read_text())["panels"]
+    titles = [p["title"] for p in panels]
+    assert titles.count("Spool") == 1, "one row named Spool"
+    start = titles.index("Spool") + 1
+    rows = [i for i, p in enumerate(panels) if p["type"] == "row" and i >= start]
+    return list(panels[start : rows[0] if rows else len(panels)])
+
+
+def test_the_spool_row_shows_the_backlog_against_its_limits_and_the_drain() -> None:
+    row = _spool_row()
+    exprs = {panel["title"]: " ".join(t["expr"] for t in panel["targets"]) for panel in row}
+    reads = {title: promql.metric_names(expr) for title, expr in exprs.items()}
+
+    def panel_reading(*metrics: str) -> str:
+        found = [title for title, names in reads.items() if set(metrics) <= names]
+        assert found, f"no panel of the Spool row reads {metrics}: {reads}"
+        return str(found[0])
+
+    # Each level next to its bound, on one panel.
+    panel_reading("vision_events_spool_events", "vision_events_spool_capacity_events")
+    panel_reading("vision_events_spool_bytes", "vision_events_spool_capacity_bytes")
+    panel_reading("vision_events_spool_oldest_event_age_seconds")
+    panel_reading("vision_events_spool_spooled_total", "vision_events_spool_drained_total")
+    outcomes = panel_reading("vision_events_spool_drained_total", "vision_events_spool_full")
+    assert "sum by (outcome)" in exprs[outcomes]
+    units = {panel["title"]: panel["fieldConfig"]["defaults"]["unit"] for panel in row}
+    assert units[panel_reading("vision_events_spool_bytes")] == "bytes"
+    assert units[panel_reading("vision_events_spool_oldest_event_age_seconds")] == "s"
+    # The row sits below everything else and fills the width without overlaps.
+    cells = {
+        (panel["gridPos"]["y"] + dy, panel["gridPos"]["x"] + dx)
+        for panel in row
+        for dy in range(panel["gridPos"]["h"])
+        for dx in range(panel["gridPos"]["w"])
+    }
+    assert len(cells) == sum(p["gridPos"]["h"] * p["gridPos"]["w"] for p in row)
