@@ -83,6 +83,11 @@ class Forwarder:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self.stats = ForwarderStats()
+        # Both outcomes exported at 0 from the start: a forwarder that never drains (restarted onto a
+        # backlog it cannot move) then shows a drain rate of 0, which the not-draining alert reads,
+        # rather than no series at all.
+        for outcome in ("delivered", "dead_lettered"):
+            metrics.spool_drained.labels(outcome)
 
     @property
     def in_flight(self) -> int:

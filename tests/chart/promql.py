@@ -114,6 +114,9 @@ ALERTS = (
     "nothingDelivered",
     "notReady",
     "down",
+    "spoolFilling",
+    "spoolOldEvent",
+    "spoolNotDraining",
 )
 
 
@@ -144,6 +147,16 @@ ALERT_SIGNALS: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     "VisionEventsNotReady": (("vision_events_ready",),),
     "VisionEventsDown": (("up",),),
+    "VisionEventsSpoolFilling": (
+        ("vision_events_spool_capacity_events", "vision_events_spool_events"),
+        ("vision_events_spool_bytes", "vision_events_spool_capacity_bytes"),
+    ),
+    "VisionEventsSpoolOldEvent": (("vision_events_spool_oldest_event_age_seconds",),),
+    "VisionEventsSpoolNotDraining": (
+        ("vision_events_spool_events",),
+        ("vision_events_spool_drained_total",),
+        ("vision_events_api_request_duration_seconds_count",),
+    ),
 }
 
 # Binary operators by precedence, lowest first (PromQL: or < and, unless < comparisons < arithmetic).

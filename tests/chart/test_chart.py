@@ -642,6 +642,9 @@ def test_default_alerts_and_their_thresholds(helm: str) -> None:
         "VisionEventsNothingDelivered",
         "VisionEventsNotReady",
         "VisionEventsDown",
+        "VisionEventsSpoolFilling",
+        "VisionEventsSpoolOldEvent",
+        "VisionEventsSpoolNotDraining",
     }
     selector = f'job="{FULLNAME}",namespace="{NAMESPACE}"'
     for rule in rules.values():

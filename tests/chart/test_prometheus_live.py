@@ -6,7 +6,9 @@ second, as the chart's ServiceMonitor would (``job``, ``namespace`` and ``pod`` 
 their /readyz is probed every second, as the kubelet would:
 
 - ``pod=...-0`` reads Kafka (so there is lag, rebalances, commits; a subscribed topic that does not
-  exist gives a client error) and delivers to an API stand-in that answers some batches with 500,
+  exist gives a client error) with the durable spool on (events are spooled, then drained: delivered
+  or dead-lettered; the dashboard's Spool row and the spool alerts read it) and delivers to an API
+  stand-in that answers some batches with 500,
   503 and 429 (retries) or drops the connection (status ``error``), fails some uploads, and does not
   know one use case (rejected events: batch splits, ``api_rejected`` dead letters). The load is the
   e2e corpus (every event type, images to upload, invalid and unrouted messages) plus image URLs
@@ -88,6 +90,11 @@ SCENARIO_FACTS = {
     "QoS 0 messages lost": 'sum(vision_events_messages_dropped_total{reason="qos0_overflow"}) > 0',
     "a Kafka client error": "sum(vision_events_kafka_errors_total) > 0",
     "Kafka lag measured": "count(vision_events_kafka_consumer_lag) > 0",
+    "events spooled": "sum(vision_events_spool_spooled_total) > 0",
+    "spooled events delivered and dead-lettered": "count(vision_events_spool_drained_total > 0) == 2",
+    "the spool's bounds exported": (
+        "max(vision_events_spool_capacity_events) > 0 and max(vision_events_spool_capacity_bytes) > 0"
+    ),
 }
 
 
@@ -385,7 +392,13 @@ class Live:
 
 
 def consumer_settings(
-    path: Path, *, routes: str, source: dict[str, Any], api: FakeVisionEventsApi, port: int
+    path: Path,
+    *,
+    routes: str,
+    source: dict[str, Any],
+    api: FakeVisionEventsApi,
+    port: int,
+    spool: bool = False,
 ) -> Path:
     settings: dict[str, Any] = {
         "routes": str(path.with_suffix(".routes.yaml")),
@@ -397,6 +410,8 @@ def consumer_settings(
         "shutdown_deadline_seconds": 5,
         "log": {"level": "INFO"},
     }
+    if spool:
+        settings["spool"] = {"enabled": True, "path": str(path.with_suffix(".spool.db"))}
     path.with_suffix(".routes.yaml").write_text(routes)
     return write_settings(path, settings)
 
@@ -434,15 +449,18 @@ def live(kafka_bootstrap: str, mqtt_url: str, tmp_path: Path) -> Iterator[Live]:
         mqtt_source["source"]["mqtt"].update({"receive_maximum": 20, "keepalive_seconds": 6})
 
         consumers: list[tuple[str, ConsumerProcess]] = []
-        for index, (name, routes, source, api) in enumerate(
+        # The Kafka consumer spools (its faulty API gives the forwarder retries and refusals to
+        # drain); the MQTT one does not, so its refused key still fills the pipeline and QoS 0
+        # messages overflow.
+        for index, (name, routes, source, api, spool) in enumerate(
             (
-                ("kafka", kafka.topics.routes_yaml(), kafka_source, kafka_api),
-                ("mqtt", mqtt_transport.topics.routes_yaml(), mqtt_source, mqtt_api),
+                ("kafka", kafka.topics.routes_yaml(), kafka_source, kafka_api, True),
+                ("mqtt", mqtt_transport.topics.routes_yaml(), mqtt_source, mqtt_api, False),
             )
         ):
             port = free_port()
             config = consumer_settings(
-                tmp_path / f"{name}.yaml", routes=routes, source=source, api=api, port=port
+                tmp_path / f"{name}.yaml", routes=routes, source=source, api=api, port=port, spool=spool
             )
             consumers.append((f"{FULLNAME}-{index}", ConsumerProcess(config, port, tmp_path / f"{name}.log")))
             stack.callback(consumers[-1][1].stop_quietly)

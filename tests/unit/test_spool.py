@@ -652,6 +652,22 @@ def test_the_forwarder_deletes_delivered_rows_and_dead_letters_refused_ones(tmp_
     asyncio.run(scenario())
 
 
+def test_the_drain_outcomes_are_exported_at_zero_before_the_first_drain(tmp_path: Path) -> None:
+    """A restarted replica whose forwarder never drains still exports a drain rate (0), so the
+    not-draining alert and the dashboard see it rather than no series at all."""
+
+    async def scenario() -> None:
+        metrics = _metrics()
+        store = _store(tmp_path / "spool.db", metrics)
+        _forwarder(store, MemorySink(), MemoryDeadLetters(), metrics)
+        for outcome in ("delivered", "dead_lettered"):
+            labels = {"outcome": outcome}
+            assert metrics.registry.get_sample_value("vision_events_spool_drained_total", labels) == 0
+        await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_refused_rows_stay_until_the_dead_letter_write_is_confirmed(tmp_path: Path) -> None:
     async def scenario() -> None:
         metrics = _metrics()
