@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consumer.config import BatchConfig
-from consumer.deadletter import DeadLetterRecord, DeadLetterWriter
+from consumer.deadletter_record import DeadLetterRecord, DeadLetterWriter
 from consumer.errors import DeadLetterError, MessageError, Reason
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
