@@ -16,6 +16,7 @@ from consumer.config import BatchConfig, DeadLetterKind, Settings, SinkKind, Sou
 from consumer.deadletter import DeadLetterWriter, JsonlDeadLetterWriter
 from consumer.deadletter.kafka import KafkaDeadLetterWriter, producer_settings
 from consumer.deadletter.mqtt import MqttDeadLetterWriter
+from consumer.delivery import DeadLetterGate
 from consumer.errors import ConfigError
 from consumer.health import OpsServer
 from consumer.metrics import Metrics
@@ -126,10 +127,10 @@ class _Spool:
     forwarder: Forwarder | None = None
 
     def start_forwarder(
-        self, sink: Sink, pipeline: Pipeline, metrics: Metrics, batch: BatchConfig
+        self, sink: Sink, gate: DeadLetterGate, metrics: Metrics, batch: BatchConfig
     ) -> Forwarder:
-        """Start draining into ``sink``, dead-lettering through the pipeline's gate."""
-        self.forwarder = Forwarder(self.store, sink, pipeline.dead_letter_gate, metrics, batch)
+        """Start draining into ``sink``, dead-lettering through ``gate`` (the pipeline's too)."""
+        self.forwarder = Forwarder(self.store, sink, gate, metrics, batch)
         self.forwarder.start()
         return self.forwarder
 
@@ -283,17 +284,19 @@ class App:
         self.sink = sink
         dead_letters = build_dead_letters(self.settings, self.table, self.metrics)
         spool = await self._open_spool()
+        # One gate for both stages: they count and report a failing destination the same way.
+        gate = DeadLetterGate(dead_letters, self.metrics)
         pipeline = Pipeline(
             self.normalizer,
             spool.sink if spool is not None else sink,
-            dead_letters,
+            gate,
             self.metrics,
             self.settings.batch,
             final_sink=spool is None,
         )
         self.pipeline = pipeline
         if spool is not None:
-            self.forwarder = spool.start_forwarder(sink, pipeline, self.metrics, self.settings.batch)
+            self.forwarder = spool.start_forwarder(sink, gate, self.metrics, self.settings.batch)
         if self._serve_ops:
             self.ops = OpsServer(
                 self.settings.http.host, self.settings.http.port, self.metrics.registry, self.readiness
