@@ -24,7 +24,7 @@ from consumer.deadletter import DeadLetterRecord
 from consumer.errors import MessageError
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer, Skipped
-from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class ReplaySource:
         """True while records are being read."""
         return self._connected
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Submit the selected records batch by batch, at the configured rate."""
         self._connected = True
         try:

@@ -59,7 +59,7 @@ from consumer.config import KafkaSourceConfig
 from consumer.errors import ConfigError, ConsumerError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
-from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 from consumer.sources.offsets import OffsetBook, Partition
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class KafkaSource:
         self._control = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pipeline: Pipeline | None = None
+        self._pipeline: Intake | None = None
         self._exited: asyncio.Event | None = None
         self._failure: BaseException | None = None
         # Owned by the consumer thread (callbacks run on it too).
@@ -169,7 +169,7 @@ class KafkaSource:
 
     # -- the event loop side --------------------------------------------------------------------------
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then return; the consumer stays open until :meth:`aclose`.
 
         Raises :class:`KafkaSourceError` (or :class:`ConfigError` for unusable settings) when

@@ -69,8 +69,8 @@ from consumer.config import MqttSourceConfig
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
-from consumer.pipeline import Pipeline
 from consumer.sources.acks import OrderedAcks
+from consumer.sources.base import Intake
 from consumer.sources.handoff import BatchHandoff
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class MqttSource:
 
     # -- running --------------------------------------------------------------------------------------
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Connect (retrying with backoff), then submit what arrives until ``stop`` is set."""
         if self._started:
             raise RuntimeError("MqttSource.run may be called once")
@@ -398,7 +398,7 @@ class MqttSource:
             self._shutdown_socket()
         self._client.loop_stop()
 
-    async def _watch(self, pipeline: Pipeline) -> None:
+    async def _watch(self, pipeline: Intake) -> None:
         """Force a reconnect once the pipeline has room, after a message could not be handed off."""
         while True:
             await asyncio.sleep(_WATCH_INTERVAL_SECONDS)

@@ -23,6 +23,7 @@ from consumer.identity import event_id_for
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 from consumer.spool import Forwarder, SpoolSink, SpoolStore
 from consumer.spool.codec import decode_event
 from consumer.spool.store import _Database
@@ -485,7 +486,7 @@ def test_readiness_is_false_while_the_spool_cannot_write(tmp_path: Path) -> None
         name = "idle"
         connected = True
 
-        async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
             return None
 
         async def aclose(self) -> None:
