@@ -22,7 +22,7 @@ from typing import Protocol
 
 from consumer.deadletter import DeadLetterRecord
 from consumer.errors import MessageError
-from consumer.model import InboundMessage
+from consumer.model import InboundMessage, no_ack
 from consumer.normalize import Normalizer, Skipped
 from consumer.sources.base import Intake
 
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 Replayable = tuple[DeadLetterRecord, Callable[[], None]]
 
 BATCH = 500
-
-
-def no_ack() -> None:
-    """Records that need no acknowledgement at their origin."""
 
 
 class ReplayOrigin(Protocol):

@@ -56,7 +56,7 @@ from consumer.clients.kafka import (
 )
 from consumer.clients.throttle import RateLimitedLog
 from consumer.config import KafkaSourceConfig
-from consumer.errors import ConfigError, ConsumerError
+from consumer.errors import ConfigError, ConsumerError, KafkaSourceError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.sources.base import Intake
@@ -76,10 +76,6 @@ _CONNECTION_ERRORS: Final = frozenset(
 
 
 # -- the source ----------------------------------------------------------------------------------------
-
-
-class KafkaSourceError(ConsumerError):
-    """The Kafka consumer cannot go on: a fatal librdkafka error, or the hand-off failed."""
 
 
 class KafkaSource:

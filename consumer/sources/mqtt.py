@@ -68,7 +68,7 @@ from consumer.clients.mqtt import BrokerAddress, new_client, parse_mqtt_url
 from consumer.config import MqttSourceConfig
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
-from consumer.model import InboundMessage
+from consumer.model import InboundMessage, no_ack
 from consumer.sources.acks import OrderedAcks
 from consumer.sources.base import Intake
 from consumer.sources.handoff import BatchHandoff
@@ -233,10 +233,6 @@ class _Delivery:
     qos: int
     generation: int
     session: int
-
-
-def _no_ack() -> None:
-    """QoS 0 messages need no acknowledgement."""
 
 
 class MqttSource:
@@ -570,7 +566,7 @@ class MqttSource:
             self._dropped_redelivery.inc()
             return
         topic = _topic_of(msg)
-        ack = _no_ack
+        ack = no_ack  # QoS 0 messages need no acknowledgement
         if qos:
             delivery = _Delivery(msg.mid, qos, generation, self._session)
             handle = self._acks.register(generation, delivery)

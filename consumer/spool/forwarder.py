@@ -35,11 +35,12 @@ from consumer.delivery import (
     record_delivered,
     rejection_record,
 )
+from consumer.errors import SpoolFailure
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
 from consumer.sinks.base import Sink
 from consumer.spool.codec import RowDecodeError, SpoolRow, decode_event
-from consumer.spool.store import Claim, SpoolFailure, SpoolStore
+from consumer.spool.store import Claim, SpoolStore
 
 log = logging.getLogger(__name__)
 

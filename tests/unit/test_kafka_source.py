@@ -20,10 +20,10 @@ from consumer.clients.kafka import consumer_settings, mask_settings
 from consumer.clients.kafka import redact_settings as redact
 from consumer.config import BatchConfig, KafkaSourceConfig
 from consumer.delivery import DeadLetterGate
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, KafkaSourceError
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.sources.kafka import KafkaSource, KafkaSourceError
+from consumer.sources.kafka import KafkaSource
 from consumer.sources.offsets import OffsetBook
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import normalizer

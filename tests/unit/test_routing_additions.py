@@ -20,13 +20,13 @@ from consumer.app import App
 from consumer.cli import main
 from consumer.config import BatchConfig, ImagesConfig, RetryConfig, load_settings
 from consumer.delivery import DeadLetterGate
-from consumer.errors import ConfigError, MessageError, Reason
+from consumer.errors import ConfigError, ImageRejectedError, MessageError, Reason
 from consumer.formats import ConvertOptions, ModelOutput, PredictionFormat, convert_predictions
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.normalize import Skipped, SkipReason
 from consumer.pipeline import Pipeline
-from consumer.sinks.images import ImageRejectedError, UrlFetcher
+from consumer.sinks.images import UrlFetcher
 from consumer.sinks.retry import RetryPolicy
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.images import jpeg_bytes
