@@ -25,6 +25,7 @@ from bench.procs import cpu_count
 from bench.standin import API_KEY, StandIn
 from consumer.config import BatchConfig, CloudSinkConfig, ImagesConfig, LimitsConfig, RetryConfig
 from consumer.deadletter import JsonlDeadLetterWriter
+from consumer.delivery import DeadLetterGate
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.normalize import Normalizer
@@ -89,7 +90,7 @@ def run(kind: str, count: int, profile: Path | None, workdir: Path) -> InprocRes
         pipeline = Pipeline(
             Normalizer(routing_table(naming), LimitsConfig(), ImagesConfig()),
             sink,
-            JsonlDeadLetterWriter(workdir / "dead-letters.jsonl"),
+            DeadLetterGate(JsonlDeadLetterWriter(workdir / "dead-letters.jsonl"), metrics),
             metrics,
             BatchConfig(max_events=100, linger_ms=50, max_in_flight_batches=8, max_in_flight_events=5000),
         )

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumer.config import BatchConfig, DeadLetterKind, Settings, SinkKind, SourceKind, masked_settings
+from consumer.config import DeadLetterKind, Settings, SinkKind, SourceKind, masked_settings
 from consumer.deadletter import DeadLetterWriter, JsonlDeadLetterWriter
 from consumer.deadletter.kafka import KafkaDeadLetterWriter, producer_settings
 from consumer.deadletter.mqtt import MqttDeadLetterWriter
+from consumer.delivery import DeadLetterGate
 from consumer.errors import ConfigError
 from consumer.health import OpsServer
 from consumer.metrics import Metrics
@@ -119,27 +120,36 @@ def build_dead_letters(
 
 @dataclass(slots=True)
 class _Spool:
-    """The spool's parts: the store, the pipeline's sink into it, the forwarder out of it."""
+    """The spool's parts: the store, the pipeline's sink into it, the forwarder out of it.
+
+    Built whole with the app; ``open`` opens the file and starts the forwarder once a loop runs.
+    """
 
     store: SpoolStore
     sink: SpoolSink
-    forwarder: Forwarder | None = None
+    forwarder: Forwarder
 
-    def start_forwarder(
-        self, sink: Sink, pipeline: Pipeline, metrics: Metrics, batch: BatchConfig
-    ) -> Forwarder:
-        """Start draining into ``sink``, dead-lettering through the pipeline's gate."""
-        self.forwarder = Forwarder(self.store, sink, pipeline.dead_letter_gate, metrics, batch)
+    @classmethod
+    def build(cls, settings: Settings, sink: Sink, gate: DeadLetterGate, metrics: Metrics) -> _Spool:
+        """The store, the sink into it, and the forwarder draining it into ``sink`` through ``gate``."""
+        # The pipeline acknowledges once an event is in the spool; the forwarder delivers it.
+        store = SpoolStore(settings.spool, metrics)
+        return cls(
+            store,
+            SpoolSink(store, settings.retry, settings.images, metrics),
+            Forwarder(store, sink, gate, metrics, settings.batch),
+        )
+
+    async def open(self) -> None:
+        """Open the spool file and start draining it."""
+        await self.store.open()  # a failure is logged, makes us not ready, and is retried
         self.forwarder.start()
-        return self.forwarder
 
     async def finish(self, stop: asyncio.Event, input_ended: bool, deadline: float, since: float) -> None:
         """After the pipeline drained: stop the forwarder within what is left of the deadline.
 
         When the input ended by itself (a file), first deliver everything spooled, unless told to stop.
         """
-        if self.forwarder is None:
-            return
         if input_ended:
             log.info("input ended; waiting for the spool to drain", extra={"events": self.store.events})
             await self.forwarder.wait_until_empty(stop)
@@ -148,14 +158,13 @@ class _Spool:
 
     async def close(self) -> None:
         """Stop the forwarder (if still running) and close the spool file."""
-        if self.forwarder is not None:
-            await self.forwarder.stop(0)
+        await self.forwarder.stop(0)
         await self.sink.aclose()
         await self.store.close()
 
     def summary(self, stats: PipelineStats) -> dict[str, object]:
         """The spool's part of the end-of-run log line."""
-        forwarded = self.forwarder.stats if self.forwarder is not None else ForwarderStats()
+        forwarded = self.forwarder.stats
         return {
             "spooled": stats.spooled,
             "forwarded": forwarded.delivered,
@@ -198,7 +207,13 @@ class RunResult:
 
 
 class App:
-    """One consumer process: a source, the pipeline, a sink, dead letters and the ops server."""
+    """One consumer process: a source, the pipeline, a sink, dead letters and the ops server.
+
+    Built whole by the constructor, before anything runs: every part exists (nothing is ``None``
+    until ``run``), so ``readiness`` can ask any of them at any time. Building opens no connection
+    and no file; ``run`` opens the spool, starts the ops server and the forwarder, then consumes.
+    Only the spool, its forwarder and the ops server are optional: they exist when configured.
+    """
 
     def __init__(
         self,
@@ -223,10 +238,23 @@ class App:
         self._serve_ops = serve_ops
         self.stop = asyncio.Event()
         self.ops: OpsServer | None = None
-        self.pipeline: Pipeline | None = None
-        self.sink: Sink | None = None
-        self.spool: SpoolStore | None = None
-        self.forwarder: Forwarder | None = None
+        self.sink = build_sink(settings, self.metrics)
+        self.dead_letters = build_dead_letters(settings, table, self.metrics)
+        # One gate for both stages: they count and report a failing destination the same way.
+        gate = DeadLetterGate(self.dead_letters, self.metrics)
+        self._spool = (
+            _Spool.build(settings, self.sink, gate, self.metrics) if settings.spool.enabled else None
+        )
+        self.spool = self._spool.store if self._spool is not None else None
+        self.forwarder = self._spool.forwarder if self._spool is not None else None
+        self.pipeline = Pipeline(
+            self.normalizer,
+            self._spool.sink if self._spool is not None else self.sink,
+            gate,
+            self.metrics,
+            settings.batch,
+            final_sink=self._spool is None,
+        )
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when the source is connected, the sink's credentials work and dead letters can be written.
@@ -239,21 +267,13 @@ class App:
         reasons = []
         if not self.source.connected:
             reasons.append(f"source {self.source.name} not connected")
-        if self.pipeline is not None:
-            auth_failing = (
-                self.sink.auth_failing if self.sink is not None else self.pipeline.sink_auth_failing
-            )
-            if auth_failing:
-                reasons.append("the API refuses the credentials (401/403)")
-            answers_unexpected = (
-                self.sink.answers_unexpected
-                if self.sink is not None
-                else self.pipeline.sink_answers_unexpected
-            )
-            if answers_unexpected:
-                reasons.append("the API answers success without the contract's answer (unexpected_response)")
-            if self.pipeline.dead_letter_failing:
-                reasons.append("the dead-letter destination is failing")
+        # The real sink, also with the spool on (the pipeline's sink is then the spool's).
+        if self.sink.auth_failing:
+            reasons.append("the API refuses the credentials (401/403)")
+        if self.sink.answers_unexpected:
+            reasons.append("the API answers success without the contract's answer (unexpected_response)")
+        if self.pipeline.dead_letter_failing:
+            reasons.append("the dead-letter destination is failing")
         stuck = self._stuck_reason()
         if stuck is not None:
             reasons.append(stuck)
@@ -279,21 +299,9 @@ class App:
     async def run(self) -> RunResult:
         """Consume until the input ends or SIGTERM/SIGINT, then drain within the deadline."""
         log.info("starting", extra={"config": masked_settings(self.settings)})
-        sink = build_sink(self.settings, self.metrics)
-        self.sink = sink
-        dead_letters = build_dead_letters(self.settings, self.table, self.metrics)
-        spool = await self._open_spool()
-        pipeline = Pipeline(
-            self.normalizer,
-            spool.sink if spool is not None else sink,
-            dead_letters,
-            self.metrics,
-            self.settings.batch,
-            final_sink=spool is None,
-        )
-        self.pipeline = pipeline
+        pipeline, sink, dead_letters, spool = self.pipeline, self.sink, self.dead_letters, self._spool
         if spool is not None:
-            self.forwarder = spool.start_forwarder(sink, pipeline, self.metrics, self.settings.batch)
+            await spool.open()
         if self._serve_ops:
             self.ops = OpsServer(
                 self.settings.http.host, self.settings.http.port, self.metrics.registry, self.readiness
@@ -358,15 +366,6 @@ class App:
                 unsettled,
                 extra={"unsettled": unsettled},
             )
-
-    async def _open_spool(self) -> _Spool | None:
-        if not self.settings.spool.enabled:
-            return None
-        # The pipeline acknowledges once an event is in the spool; the forwarder delivers it.
-        store = SpoolStore(self.settings.spool, self.metrics)
-        self.spool = store
-        await store.open()  # a failure is logged, makes us not ready, and is retried
-        return _Spool(store, SpoolSink(store, self.settings.retry, self.settings.images, self.metrics))
 
     def _handle_signals(self, loop: asyncio.AbstractEventLoop, *, install: bool) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

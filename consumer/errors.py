@@ -10,17 +10,23 @@ The tree::
     │   ├── FormatError             JSON, but no supported model output or envelope shape
     │   ├── RouteError              no route matches the topic (reason ``no_route``)
     │   └── ValidationError         a field breaks a limit or enum of the API contract
-    └── DeliveryError               the sink could not deliver (raised by sinks only)
-        ├── RetryableDeliveryError  network error, 408/425/429/5xx/529: back off and try again
-        │   └── UnexpectedResponseError  a 2xx that is not the contract's answer (HTML, no ids):
-        │                           nothing is known stored, so retried like a 5xx, never acked
-        ├── AuthError               401/403: not the events' fault; mark not-ready, retry slowly
-        └── RejectedError           the API refused the request for good (400/413/422, other 4xx):
-                                    split the batch to isolate the bad events
+    ├── DeliveryError               the sink could not deliver (raised by sinks only)
+    │   ├── RetryableDeliveryError  network error, 408/425/429/5xx/529: back off and try again
+    │   │   └── UnexpectedResponseError  a 2xx that is not the contract's answer (HTML, no ids):
+    │   │                       nothing is known stored, so retried like a 5xx, never acked
+    │   ├── DeliveryTimeoutError    retryable failures until the give-up deadline passed
+    │   ├── MissingSourceIdError    an image upload's 2xx without a ``sourceId`` (the cause of
+    │   │                           an UnexpectedResponseError, for the retry label)
+    │   ├── AuthError               401/403: not the events' fault; mark not-ready, retry slowly
+    │   └── RejectedError           the API refused the request for good (400/413/422, other 4xx):
+    │       │                       split the batch to isolate the bad events
+    │       └── ImageRejectedError  one image can never be used; its events carry ``reason``
+    ├── DeadLetterError             the dead-letter destination failed: acknowledge nothing
+    ├── SpoolFailure                a spool operation failed; ``cause`` names why (readiness)
+    └── KafkaSourceError            the Kafka consumer cannot go on (fatal librdkafka error)
 
-``DeadLetterError`` is separate: the dead-letter destination itself failed, so nothing may be
-acknowledged. Library errors (httpx, orjson, pydantic) are translated into this tree once, at the
-edge that calls the library.
+Library errors (httpx, orjson, pydantic, sqlite3, librdkafka) are translated into this tree once,
+at the edge that calls the library.
 """
 
 from __future__ import annotations
@@ -161,5 +167,47 @@ class RejectedError(DeliveryError):
         self.detail = detail
 
 
+class DeliveryTimeoutError(DeliveryError):
+    """A request kept failing with retryable errors until the give-up deadline passed."""
+
+    def __init__(self, message: str, *, status: int | None, endpoint: str, attempts: int) -> None:
+        super().__init__(message, status=status, endpoint=endpoint)
+        self.attempts = attempts
+
+
+class MissingSourceIdError(DeliveryError):
+    """The upload endpoint answered 2xx without a usable ``sourceId`` (the cause of a retry)."""
+
+
+class ImageRejectedError(RejectedError):
+    """One image can never be used; the events that carry it are rejected with ``reason``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Reason,
+        status: int | None = None,
+        endpoint: str = "",
+        detail: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, status=status, endpoint=endpoint, detail=detail or message)
+        self.reason = reason
+        self.attempts = attempts
+
+
 class DeadLetterError(ConsumerError):
     """The dead-letter destination could not confirm a write; nothing may be acknowledged."""
+
+
+class SpoolFailure(ConsumerError):  # noqa: N818 - a state of the store, reported, not a programming error
+    """A spool operation failed; ``cause`` is the metric label and the readiness reason."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class KafkaSourceError(ConsumerError):
+    """The Kafka consumer cannot go on: a fatal librdkafka error, or the hand-off failed."""

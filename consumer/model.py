@@ -21,8 +21,12 @@ Annotations = dict[str, list[Annotation]]
 MetadataValue = str | int | float | bool
 
 
-def _no_ack() -> None:
-    """Acknowledge nothing: the default for sources that need no acknowledgement."""
+def no_ack() -> None:
+    """Acknowledge nothing: the one ``ack`` of messages that need none.
+
+    The default of :attr:`InboundMessage.ack`; also MQTT QoS 0 messages, records replayed from an
+    origin that needs no acknowledgement, and events rebuilt from the spool.
+    """
 
 
 @dataclass(slots=True, eq=False)
@@ -44,7 +48,7 @@ class InboundMessage:
     partition: int | None = None
     offset: int | None = None
     qos: int | None = None
-    ack: Callable[[], None] = _no_ack
+    ack: Callable[[], None] = no_ack
 
     def coordinates(self) -> dict[str, Any]:
         """Where the message came from, for logs and dead-letter records."""

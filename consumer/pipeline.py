@@ -13,9 +13,9 @@ waits while a bound would be passed, which is how a slow API pushes back on the 
 keeps memory flat when messages carry images.
 
 With the durable spool (``final_sink=False``) the sink is the spool: "accepted" then means
-committed to it, and the spool's forwarder (``consumer.spool``) later delivers to the API with the
-helpers below (:func:`deliver_until_final`, :func:`record_delivered`, :func:`rejection_record`,
-:class:`DeadLetterGate`), so both stages deliver, count and dead-letter the same way.
+committed to it, and the spool's forwarder (``consumer.spool``) later delivers to the API. Both
+stages deliver, count and dead-letter with the same helpers (:mod:`consumer.delivery`) and share
+one :class:`~consumer.delivery.DeadLetterGate`, built by ``app.py`` and handed to both.
 """
 
 from __future__ import annotations
@@ -29,17 +29,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consumer.config import BatchConfig
-from consumer.deadletter import DeadLetterRecord, DeadLetterWriter
-from consumer.errors import DeadLetterError, MessageError, Reason
+from consumer.deadletter_record import DeadLetterRecord
+from consumer.delivery import (
+    DeadLetterGate,
+    batch_outcome,
+    deliver_until_final,
+    record_delivered,
+    rejection_record,
+)
+from consumer.errors import MessageError, Reason
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.normalize import Normalizer, Skipped
-from consumer.sinks.base import DeliveryReport, Rejection, Sink
+from consumer.sinks.base import Sink
 
 log = logging.getLogger(__name__)
-
-_DEAD_LETTER_RETRY_MAX_SECONDS = 30.0
-_SINK_BUG_BACKOFF_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -61,110 +65,6 @@ class PipelineStats:
         return self.delivered + self.spooled + self.dead_lettered + self.skipped
 
 
-async def deliver_until_final(sink: Sink, batch: Sequence[VisionEvent]) -> DeliveryReport:
-    """``sink.deliver(batch)``, again after a pause if the sink raises (a bug): the events are kept."""
-    while True:
-        try:
-            return await sink.deliver(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Sinks report every HTTP outcome; an exception here is a bug. Keep the events.
-            log.exception("sink raised unexpectedly; retrying the batch", extra={"events": len(batch)})
-            await asyncio.sleep(_SINK_BUG_BACKOFF_SECONDS)
-
-
-def batch_outcome(report: DeliveryReport) -> str:
-    """The ``outcome`` label of ``batches_total`` for a final report."""
-    if not report.rejected:
-        return "delivered"
-    return "partial" if report.delivered else "rejected"
-
-
-def record_delivered(metrics: Metrics, sink: str, events: Sequence[VisionEvent], now: float) -> None:
-    """Count events the API accepted: delivered counter, end-to-end and delivery latency, last delivery."""
-    if not events:
-        return
-    by_type: Counter[str] = Counter()
-    for event in events:
-        by_type[event.event_type.value] += 1
-        metrics.end_to_end_latency.observe(max(0.0, now - event.timestamp.timestamp()))
-        metrics.delivery_latency.observe(max(0.0, now - event.message.received_at))
-    for event_type, count in by_type.items():
-        metrics.events_delivered.labels(sink, event_type).inc(count)
-    metrics.last_delivery.set(now)
-
-
-def rejection_record(rejection: Rejection, now: float) -> DeadLetterRecord:
-    """The dead-letter record of an event the sink refused for good: original bytes and coordinates."""
-    return DeadLetterRecord.for_message(
-        rejection.event.message,
-        reason=rejection.reason.value,
-        detail=rejection.detail,
-        now=now,
-        attempts=rejection.attempts,
-        event_id=rejection.event.event_id,
-        status=rejection.status,
-    )
-
-
-class DeadLetterGate:
-    """Writes dead letters until the destination confirms them; one per destination.
-
-    While the destination fails, ``write`` keeps retrying with backoff (so its caller acknowledges
-    or deletes nothing) and ``failing`` is True (the consumer is then not ready). The pipeline and
-    the spool's forwarder share one gate, so both count and report failures the same way.
-    """
-
-    def __init__(self, writer: DeadLetterWriter, metrics: Metrics) -> None:
-        self._writer = writer
-        self._metrics = metrics
-        self._failing = False
-
-    @property
-    def failing(self) -> bool:
-        """True while the destination refuses writes."""
-        return self._failing
-
-    async def write(self, records: Sequence[DeadLetterRecord]) -> None:
-        """Return once ``records`` are durable at the destination (retrying until then)."""
-        if not records:
-            return
-        delay = 0.5
-        while True:
-            try:
-                await self._writer.write(records)
-            except DeadLetterError:
-                self._metrics.dead_letter_failures.inc()
-                if not self._failing:
-                    log.exception("dead-letter destination failing; holding acknowledgements")
-                self._failing = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _DEAD_LETTER_RETRY_MAX_SECONDS)
-                continue
-            break
-        if self._failing:
-            log.info("dead-letter destination recovered")
-        self._failing = False
-        reasons: Counter[str] = Counter(r.reason for r in records)
-        for reason, count in reasons.items():
-            self._metrics.dead_letters.labels(reason).inc(count)
-        first = records[0]
-        log.warning(
-            "dead-lettered %d message(s)",
-            len(records),
-            extra={
-                "reasons": dict(reasons),
-                "example": {
-                    "reason": first.reason,
-                    "path": first.path,
-                    "detail": first.detail[:300],
-                    "coordinates": first.coordinates,
-                },
-            },
-        )
-
-
 class Pipeline:
     """Connects the normalizer, the batcher, the sink and the dead-letter writer."""
 
@@ -172,7 +72,7 @@ class Pipeline:
         self,
         normalizer: Normalizer,
         sink: Sink,
-        dead_letters: DeadLetterWriter,
+        dead_letters: DeadLetterGate,
         metrics: Metrics,
         batch: BatchConfig,
         *,
@@ -181,12 +81,13 @@ class Pipeline:
     ) -> None:
         """``final_sink=False``: the sink is a durable stop on the way (the spool), not the API.
 
-        Its acceptances then count as ``stats.spooled``, not as delivered events.
+        Its acceptances then count as ``stats.spooled``, not as delivered events. ``dead_letters``
+        is the gate every dead letter goes through, shared with the spool's forwarder.
         """
         self._normalizer = normalizer
         self._sink = sink
         self._final_sink = final_sink
-        self._dead_letters = DeadLetterGate(dead_letters, metrics)
+        self._dead_letters = dead_letters
         self._metrics = metrics
         self._batch = batch
         self._clock = clock
@@ -211,11 +112,6 @@ class Pipeline:
     def dead_letter_failing(self) -> bool:
         """True while the dead-letter destination refuses writes (the consumer is then not ready)."""
         return self._dead_letters.failing
-
-    @property
-    def dead_letter_gate(self) -> DeadLetterGate:
-        """The dead-letter writer with its retry loop, for the spool's forwarder to share."""
-        return self._dead_letters
 
     @property
     def sink_answers_unexpected(self) -> bool:

@@ -22,9 +22,9 @@ from typing import Protocol
 
 from consumer.deadletter import DeadLetterRecord
 from consumer.errors import MessageError
-from consumer.model import InboundMessage
+from consumer.model import InboundMessage, no_ack
 from consumer.normalize import Normalizer, Skipped
-from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 Replayable = tuple[DeadLetterRecord, Callable[[], None]]
 
 BATCH = 500
-
-
-def no_ack() -> None:
-    """Records that need no acknowledgement at their origin."""
 
 
 class ReplayOrigin(Protocol):
@@ -120,7 +116,7 @@ class ReplaySource:
         """True while records are being read."""
         return self._connected
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Submit the selected records batch by batch, at the configured rate."""
         self._connected = True
         try:

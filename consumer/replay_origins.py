@@ -34,7 +34,8 @@ from consumer.deadletter.jsonl import parse_dead_letter_line
 from consumer.deadletter.kafka import producer_settings, record_from_kafka_message
 from consumer.deadletter.mqtt import record_from_mqtt_payload
 from consumer.errors import ConfigError
-from consumer.replay import Replayable, ReplayOrigin, no_ack
+from consumer.model import no_ack
+from consumer.replay import Replayable, ReplayOrigin
 from consumer.sources.acks import OrderedAcks
 
 _POLL_SECONDS: Final = 0.5

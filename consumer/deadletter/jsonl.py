@@ -11,7 +11,7 @@ from typing import IO
 
 import orjson
 
-from consumer.deadletter.base import DeadLetterRecord
+from consumer.deadletter_record import DeadLetterRecord
 from consumer.errors import DeadLetterError
 
 log = logging.getLogger(__name__)

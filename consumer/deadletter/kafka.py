@@ -47,7 +47,7 @@ from consumer.clients.kafka import (
     redact_settings,
 )
 from consumer.config import KafkaDeadLetterConfig, KafkaSourceConfig
-from consumer.deadletter.base import DeadLetterRecord
+from consumer.deadletter_record import DeadLetterRecord
 from consumer.errors import ConfigError, DeadLetterError
 from consumer.metrics import Metrics
 

@@ -37,7 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from consumer.clients.mqtt import new_client, parse_mqtt_url
 from consumer.config import MqttDeadLetterConfig, MqttSourceConfig
-from consumer.deadletter.base import DeadLetterRecord
+from consumer.deadletter_record import DeadLetterRecord
 from consumer.errors import ConfigError, DeadLetterError
 from consumer.metrics import Metrics
 

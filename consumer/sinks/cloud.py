@@ -37,7 +37,7 @@ import orjson
 from consumer import wire
 from consumer.config import CloudSinkConfig, ImagesConfig, RetryConfig
 from consumer.contract import MAX_BATCH_EVENTS
-from consumer.errors import Reason, RejectedError
+from consumer.errors import DeliveryTimeoutError, Reason, RejectedError
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
 from consumer.redaction import expand_secrets
@@ -45,7 +45,7 @@ from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.sinks.http import HttpSink
 from consumer.sinks.images import CloudImages
 from consumer.sinks.inflight import tracks_in_flight
-from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
+from consumer.sinks.retry import Clock, RetryPolicy, Sleep
 from consumer.sinks.status import Target, read_batch_answer, send, unexpected_response
 
 logger = logging.getLogger(__name__)

@@ -62,11 +62,19 @@ import httpx
 
 from consumer.config import CloudSinkConfig, ImagesConfig
 from consumer.contract import IMAGE_CONTENT_TYPES, sniff_image_format
-from consumer.errors import Reason, RejectedError, RetryableDeliveryError, ValidationError
+from consumer.errors import (
+    DeliveryTimeoutError,
+    ImageRejectedError,
+    MissingSourceIdError,
+    Reason,
+    RejectedError,
+    RetryableDeliveryError,
+    ValidationError,
+)
 from consumer.metrics import Metrics
 from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import Rejection
-from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy, retry_cause
+from consumer.sinks.retry import RetryPolicy, retry_cause
 from consumer.sinks.status import (
     Outcome,
     Target,
@@ -86,28 +94,6 @@ SOURCE_ID_CACHE_SIZE: Final = 4096
 # because the whole image has only ``fetch_deadline_seconds`` and the batch waits for it.
 FETCH_BACKOFF_CAP_SECONDS: Final = 2.0
 _EXTENSIONS: Final = {"jpeg": "jpg"}
-
-
-class ImageRejectedError(RejectedError):
-    """One image can never be used; the events that carry it are rejected with ``reason``."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: Reason,
-        status: int | None = None,
-        endpoint: str = "",
-        detail: str = "",
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(message, status=status, endpoint=endpoint, detail=detail or message)
-        self.reason = reason
-        self.attempts = attempts
-
-
-class MissingSourceIdError(ValueError):
-    """The upload endpoint answered 2xx without a usable ``sourceId`` (the cause of a retry)."""
 
 
 class ResolvedEvent(NamedTuple):

@@ -23,7 +23,7 @@ import orjson
 
 from consumer import wire
 from consumer.config import ImagesConfig, LocalSinkConfig, RetryConfig
-from consumer.errors import Reason, RejectedError
+from consumer.errors import DeliveryTimeoutError, Reason, RejectedError
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
 from consumer.redaction import expand_secrets
@@ -31,7 +31,7 @@ from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.sinks.http import HttpSink
 from consumer.sinks.images import LocalImages, ResolvedEvent
 from consumer.sinks.inflight import tracks_in_flight
-from consumer.sinks.retry import Clock, DeliveryTimeoutError, RetryPolicy, Sleep
+from consumer.sinks.retry import Clock, RetryPolicy, Sleep
 from consumer.sinks.status import Target, created_id, send, unexpected_response
 
 

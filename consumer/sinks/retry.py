@@ -28,7 +28,13 @@ from typing import Final, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type
 
 from consumer.config import RetryConfig
-from consumer.errors import AuthError, DeliveryError, RetryableDeliveryError, UnexpectedResponseError
+from consumer.errors import (
+    AuthError,
+    DeliveryError,
+    DeliveryTimeoutError,
+    RetryableDeliveryError,
+    UnexpectedResponseError,
+)
 from consumer.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -39,14 +45,6 @@ Clock = Callable[[], float]
 
 MAX_RETRY_AFTER_SECONDS: Final = 300.0
 _MAX_EXPONENT: Final = 62
-
-
-class DeliveryTimeoutError(DeliveryError):
-    """A request kept failing with retryable errors until the give-up deadline passed."""
-
-    def __init__(self, message: str, *, status: int | None, endpoint: str, attempts: int) -> None:
-        super().__init__(message, status=status, endpoint=endpoint)
-        self.attempts = attempts
 
 
 def retry_cause(error: BaseException) -> str:

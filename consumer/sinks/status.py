@@ -56,7 +56,6 @@ logger = logging.getLogger(__name__)
 DETAIL_MAX_CHARS: Final = 1000
 BODY_HEAD_CHARS: Final = 200
 UNEXPECTED_LOG_INTERVAL_SECONDS: Final = 30.0
-REDACTED: Final = "**********"
 
 
 class Outcome(StrEnum):

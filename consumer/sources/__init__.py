@@ -1,6 +1,7 @@
 """Sources: where messages come from (a JSONL file or stdin; MQTT and Kafka).
 
-- :mod:`~consumer.sources.base`: the ``Source`` protocol the app runs;
+- :mod:`~consumer.sources.base`: the ``Source`` protocol the app runs, and the ``Intake`` protocol
+  (``submit``, ``has_room``) through which sources see the pipeline;
 - :mod:`~consumer.sources.file`, :mod:`~consumer.sources.mqtt`, :mod:`~consumer.sources.kafka`:
   the sources themselves;
 - :mod:`~consumer.sources.acks`: in-order acknowledgement lanes (MQTT packet ids, Kafka offsets);

@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 
 from consumer.model import InboundMessage
-from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 
 _CHUNK_LINES = 500
 
@@ -88,7 +88,7 @@ class FileSource:
         """True while the input is open."""
         return self._connected
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Submit every line, then return; ``stop`` ends it early."""
         handle: IO[bytes] = sys.stdin.buffer if self._path == "-" else Path(self._path).open("rb")  # noqa: SIM115
         self._connected = True

@@ -12,7 +12,7 @@ import asyncio
 import threading
 
 from consumer.model import InboundMessage
-from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 
 
 class BatchHandoff:
@@ -58,7 +58,7 @@ class BatchHandoff:
             self._condition.notify_all()
             return batch
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Submit batches until ``stop`` is set or the handoff is closed.
 
         Messages still buffered then are left unacknowledged; the broker redelivers them.

@@ -56,10 +56,10 @@ from consumer.clients.kafka import (
 )
 from consumer.clients.throttle import RateLimitedLog
 from consumer.config import KafkaSourceConfig
-from consumer.errors import ConfigError, ConsumerError
+from consumer.errors import ConfigError, ConsumerError, KafkaSourceError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
-from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 from consumer.sources.offsets import OffsetBook, Partition
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,6 @@ _CONNECTION_ERRORS: Final = frozenset(
 
 
 # -- the source ----------------------------------------------------------------------------------------
-
-
-class KafkaSourceError(ConsumerError):
-    """The Kafka consumer cannot go on: a fatal librdkafka error, or the hand-off failed."""
 
 
 class KafkaSource:
@@ -127,7 +123,7 @@ class KafkaSource:
         self._control = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pipeline: Pipeline | None = None
+        self._pipeline: Intake | None = None
         self._exited: asyncio.Event | None = None
         self._failure: BaseException | None = None
         # Owned by the consumer thread (callbacks run on it too).
@@ -169,7 +165,7 @@ class KafkaSource:
 
     # -- the event loop side --------------------------------------------------------------------------
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then return; the consumer stays open until :meth:`aclose`.
 
         Raises :class:`KafkaSourceError` (or :class:`ConfigError` for unusable settings) when

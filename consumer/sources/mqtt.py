@@ -68,9 +68,9 @@ from consumer.clients.mqtt import BrokerAddress, new_client, parse_mqtt_url
 from consumer.config import MqttSourceConfig
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
-from consumer.model import InboundMessage
-from consumer.pipeline import Pipeline
+from consumer.model import InboundMessage, no_ack
 from consumer.sources.acks import OrderedAcks
+from consumer.sources.base import Intake
 from consumer.sources.handoff import BatchHandoff
 
 log = logging.getLogger(__name__)
@@ -235,10 +235,6 @@ class _Delivery:
     session: int
 
 
-def _no_ack() -> None:
-    """QoS 0 messages need no acknowledgement."""
-
-
 class MqttSource:
     """Subscribes to an MQTT broker and feeds the pipeline; see the module docstring."""
 
@@ -330,7 +326,7 @@ class MqttSource:
 
     # -- running --------------------------------------------------------------------------------------
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         """Connect (retrying with backoff), then submit what arrives until ``stop`` is set."""
         if self._started:
             raise RuntimeError("MqttSource.run may be called once")
@@ -398,7 +394,7 @@ class MqttSource:
             self._shutdown_socket()
         self._client.loop_stop()
 
-    async def _watch(self, pipeline: Pipeline) -> None:
+    async def _watch(self, pipeline: Intake) -> None:
         """Force a reconnect once the pipeline has room, after a message could not be handed off."""
         while True:
             await asyncio.sleep(_WATCH_INTERVAL_SECONDS)
@@ -570,7 +566,7 @@ class MqttSource:
             self._dropped_redelivery.inc()
             return
         topic = _topic_of(msg)
-        ack = _no_ack
+        ack = no_ack  # QoS 0 messages need no acknowledgement
         if qos:
             delivery = _Delivery(msg.mid, qos, generation, self._session)
             handle = self._acks.register(generation, delivery)

@@ -6,8 +6,9 @@
   dead-letters what it refused.
 """
 
+from consumer.errors import SpoolFailure
 from consumer.spool.forwarder import Forwarder, ForwarderStats
 from consumer.spool.sink import SpoolSink
-from consumer.spool.store import Claim, SpoolFailure, SpoolStore
+from consumer.spool.store import Claim, SpoolStore
 
 __all__ = ["Claim", "Forwarder", "ForwarderStats", "SpoolFailure", "SpoolSink", "SpoolStore"]

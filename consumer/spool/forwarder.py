@@ -9,8 +9,8 @@ about ``batch.max_bytes``. For each batch:
    for the pipeline;
 3. the rows the API accepted are deleted, and counted as delivered (``events_delivered_total``,
    latencies, last delivery time: the same accounting as without the spool);
-4. refused events are dead-lettered through the pipeline's :class:`DeadLetterGate` (original bytes,
-   coordinates, the API's reason) and deleted only once the write is confirmed.
+4. refused events are dead-lettered through the :class:`DeadLetterGate` shared with the pipeline
+   (original bytes, coordinates, the API's reason) and deleted only once the write is confirmed.
 
 A crash between 2 and 3 sends the batch again after the restart; the API overwrites by eventId.
 On shutdown the forwarder stops claiming, gives the batches in flight until the deadline, then
@@ -28,18 +28,19 @@ from dataclasses import dataclass
 
 from consumer.config import BatchConfig
 from consumer.deadletter import DeadLetterRecord
-from consumer.metrics import Metrics
-from consumer.model import VisionEvent
-from consumer.pipeline import (
+from consumer.delivery import (
     DeadLetterGate,
     batch_outcome,
     deliver_until_final,
     record_delivered,
     rejection_record,
 )
+from consumer.errors import SpoolFailure
+from consumer.metrics import Metrics
+from consumer.model import VisionEvent
 from consumer.sinks.base import Sink
 from consumer.spool.codec import RowDecodeError, SpoolRow, decode_event
-from consumer.spool.store import Claim, SpoolFailure, SpoolStore
+from consumer.spool.store import Claim, SpoolStore
 
 log = logging.getLogger(__name__)
 

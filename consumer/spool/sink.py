@@ -26,12 +26,12 @@ import httpx
 import orjson
 
 from consumer.config import ImagesConfig, RetryConfig
-from consumer.errors import Reason, ValidationError
+from consumer.errors import DeliveryTimeoutError, ImageRejectedError, Reason, ValidationError
 from consumer.metrics import Metrics
 from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import DeliveryReport, Rejection
-from consumer.sinks.images import ImageRejectedError, UrlFetcher, drops_unavailable_image
-from consumer.sinks.retry import DeliveryTimeoutError, RetryPolicy
+from consumer.sinks.images import UrlFetcher, drops_unavailable_image
+from consumer.sinks.retry import RetryPolicy
 from consumer.spool.codec import NewRow, encode_event, image_key
 from consumer.spool.store import SpoolStore
 

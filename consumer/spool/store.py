@@ -64,6 +64,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from consumer.config import SpoolConfig, SpoolSync
+from consumer.errors import SpoolFailure
 from consumer.metrics import Metrics
 from consumer.spool.codec import NewRow, SpoolRow
 
@@ -105,14 +106,6 @@ _SELECT_ROWS: Final = (
     "SELECT seq, event_id, source, topic, received_at, doc, payload, output_key, input_key"
     " FROM events WHERE seq IN (SELECT value FROM json_each(?))"
 )
-
-
-class SpoolFailure(Exception):  # noqa: N818 - a state of the store, reported, not a programming error
-    """A spool operation failed; ``cause`` is the metric label and the readiness reason."""
-
-    def __init__(self, cause: str, message: str) -> None:
-        super().__init__(message)
-        self.cause = cause
 
 
 def classify(exc: BaseException) -> str:

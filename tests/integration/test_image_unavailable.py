@@ -21,6 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig, CloudSinkConfig, ImagesConfig, LimitsConfig, RetryConfig
+from consumer.delivery import DeadLetterGate
 from consumer.fakeapi import FakeVisionEventsApi
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
@@ -117,7 +118,13 @@ async def _run_batch(api: FakeVisionEventsApi, host: ImageHost, policy: str | No
         metrics,
     )
     dead = MemoryDeadLetters()
-    pipeline = Pipeline(normalizer, sink, dead, metrics, BatchConfig(max_events=MATES + 1, linger_ms=10_000))
+    pipeline = Pipeline(
+        normalizer,
+        sink,
+        DeadLetterGate(dead, metrics),
+        metrics,
+        BatchConfig(max_events=MATES + 1, linger_ms=10_000),
+    )
     acked: list[bytes] = []
 
     def acking(msg: InboundMessage) -> InboundMessage:

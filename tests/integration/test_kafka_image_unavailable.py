@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig, CloudSinkConfig, ImagesConfig, LimitsConfig, RetryConfig
+from consumer.delivery import DeadLetterGate
 from consumer.fakeapi import FakeVisionEventsApi
 from consumer.metrics import Metrics
 from consumer.normalize import Normalizer
@@ -72,7 +73,9 @@ def test_the_partition_commits_past_a_message_whose_image_host_never_answers(kaf
                 metrics,
             )
             normalizer = Normalizer(routes("routes: [{name: all, match: '#'}]"), LimitsConfig(), images)
-            pipeline = Pipeline(normalizer, sink, dead, metrics, BatchConfig(linger_ms=20))
+            pipeline = Pipeline(
+                normalizer, sink, DeadLetterGate(dead, metrics), metrics, BatchConfig(linger_ms=20)
+            )
             source = KafkaSource(config, metrics)
             running = Running(source, pipeline, MemorySink(), metrics)
             running.task = asyncio.get_running_loop().create_task(source.run(pipeline, running.stop))

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig, KafkaDeadLetterConfig, KafkaSourceConfig
 from consumer.deadletter.kafka import KafkaDeadLetterWriter, record_from_kafka_message
+from consumer.delivery import DeadLetterGate
 from consumer.errors import Reason
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
@@ -195,7 +196,7 @@ def _start(
     pipeline = Pipeline(
         normalizer(ROUTES),
         sink,
-        dead_letters if dead_letters is not None else MemoryDeadLetters(),
+        DeadLetterGate(dead_letters if dead_letters is not None else MemoryDeadLetters(), metrics),
         metrics,
         batch or BatchConfig(linger_ms=20),
     )

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from consumer.config import BatchConfig, MqttDeadLetterConfig, MqttSourceConfig
 from consumer.deadletter import DeadLetterRecord
 from consumer.deadletter.mqtt import MqttDeadLetterWriter, record_from_mqtt_payload
+from consumer.delivery import DeadLetterGate
 from consumer.errors import DeadLetterError
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
@@ -194,7 +195,7 @@ class Consumer:
         self.pipeline = pipeline_class(
             normalizer(table),
             self.sink,
-            self.dead_letters,
+            DeadLetterGate(self.dead_letters, self.metrics),
             self.metrics,
             batch or BatchConfig(max_events=10, linger_ms=20),
         )

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig, MqttDeadLetterConfig, MqttSourceConfig, TlsConfig
 from consumer.deadletter.mqtt import MqttDeadLetterWriter, record_from_mqtt_payload
+from consumer.delivery import DeadLetterGate
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.sources.mqtt import MqttSource
@@ -149,7 +150,7 @@ def test_mutual_tls_delivers_and_dead_letters(tls_broker: TlsBroker) -> None:
         pipeline = Pipeline(
             normalizer(f"routes: [{{name: all, match: '{prefix}/#'}}]"),
             sink,
-            writer,
+            DeadLetterGate(writer, metrics),
             metrics,
             BatchConfig(linger_ms=10),
         )

@@ -27,8 +27,8 @@ from consumer.app import App
 from consumer.config import CloudSinkConfig, ImagesConfig, RetryConfig, load_settings
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
-from consumer.pipeline import Pipeline
 from consumer.sinks.cloud import CloudSink
+from consumer.sources.base import Intake
 from tests.support.messages import message, normalizer
 
 pytestmark = pytest.mark.integration
@@ -182,7 +182,7 @@ class _OneMessageSource:
     def __init__(self, message: InboundMessage) -> None:
         self._message = message
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         await pipeline.submit([self._message])
         await stop.wait()
 

@@ -19,10 +19,11 @@ from prometheus_client import CollectorRegistry
 from consumer.clients.kafka import consumer_settings, mask_settings
 from consumer.clients.kafka import redact_settings as redact
 from consumer.config import BatchConfig, KafkaSourceConfig
-from consumer.errors import ConfigError
+from consumer.delivery import DeadLetterGate
+from consumer.errors import ConfigError, KafkaSourceError
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.sources.kafka import KafkaSource, KafkaSourceError
+from consumer.sources.kafka import KafkaSource
 from consumer.sources.offsets import OffsetBook
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import normalizer
@@ -333,11 +334,12 @@ def _payload(value: str) -> bytes:
 def _pipeline(
     sink: MemorySink, metrics: Metrics | None = None, dead: MemoryDeadLetters | None = None, **batch: int
 ) -> Pipeline:
+    metrics = metrics or Metrics(CollectorRegistry())
     return Pipeline(
         normalizer(ROUTES),
         sink,
-        dead or MemoryDeadLetters(),
-        metrics or Metrics(CollectorRegistry()),
+        DeadLetterGate(dead or MemoryDeadLetters(), metrics),
+        metrics,
         BatchConfig(**{"linger_ms": 0, **batch}),
     )
 

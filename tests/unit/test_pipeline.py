@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig
+from consumer.delivery import DeadLetterGate
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
@@ -29,7 +30,9 @@ def _tracked(messages: list[InboundMessage], acked: list[int]) -> list[InboundMe
 
 def _pipeline(sink: MemorySink, dead: MemoryDeadLetters, **batch: int) -> tuple[Pipeline, Metrics]:
     metrics = Metrics(CollectorRegistry())
-    return Pipeline(normalizer(ROUTES), sink, dead, metrics, BatchConfig(**batch)), metrics
+    return Pipeline(
+        normalizer(ROUTES), sink, DeadLetterGate(dead, metrics), metrics, BatchConfig(**batch)
+    ), metrics
 
 
 def _value(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:

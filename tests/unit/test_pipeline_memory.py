@@ -7,6 +7,7 @@ import asyncio
 from prometheus_client import CollectorRegistry
 
 from consumer.config import BatchConfig
+from consumer.delivery import DeadLetterGate
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
@@ -27,7 +28,9 @@ def _large(index: int) -> InboundMessage:
 def _pipeline(sink: MemorySink, **batch: int) -> tuple[Pipeline, Metrics]:
     metrics = Metrics(CollectorRegistry())
     config = BatchConfig(max_in_flight_bytes=BOUND, linger_ms=0, **batch)
-    return Pipeline(normalizer(ROUTES), sink, MemoryDeadLetters(), metrics, config), metrics
+    return Pipeline(
+        normalizer(ROUTES), sink, DeadLetterGate(MemoryDeadLetters(), metrics), metrics, config
+    ), metrics
 
 
 def _gauge(metrics: Metrics) -> float:

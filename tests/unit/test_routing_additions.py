@@ -19,13 +19,14 @@ from prometheus_client import CollectorRegistry
 from consumer.app import App
 from consumer.cli import main
 from consumer.config import BatchConfig, ImagesConfig, RetryConfig, load_settings
-from consumer.errors import ConfigError, MessageError, Reason
+from consumer.delivery import DeadLetterGate
+from consumer.errors import ConfigError, ImageRejectedError, MessageError, Reason
 from consumer.formats import ConvertOptions, ModelOutput, PredictionFormat, convert_predictions
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
 from consumer.normalize import Skipped, SkipReason
 from consumer.pipeline import Pipeline
-from consumer.sinks.images import ImageRejectedError, UrlFetcher
+from consumer.sinks.images import UrlFetcher
 from consumer.sinks.retry import RetryPolicy
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.images import jpeg_bytes
@@ -116,7 +117,9 @@ def test_when_false_is_acknowledged_counted_as_filtered_when_and_not_dead_letter
     async def scenario() -> None:
         sink, dead = MemorySink(), MemoryDeadLetters()
         metrics = Metrics(CollectorRegistry())
-        pipeline = Pipeline(normalizer(EXIT_ROUTES), sink, dead, metrics, BatchConfig(linger_ms=0))
+        pipeline = Pipeline(
+            normalizer(EXIT_ROUTES), sink, DeadLetterGate(dead, metrics), metrics, BatchConfig(linger_ms=0)
+        )
         acked: list[int] = []
         messages: list[InboundMessage] = [
             message("deepstream/cam", _deepstream(kind)) for kind in ("entry", "moving", "exit")

@@ -17,10 +17,10 @@ from consumer.config import ImagesConfig, LocalSinkConfig, RetryConfig, load_set
 from consumer.errors import ConfigError
 from consumer.metrics import Metrics
 from consumer.model import VisionEvent
-from consumer.pipeline import Pipeline
 from consumer.sinks.cloud import CloudSink
 from consumer.sinks.inflight import InFlight
 from consumer.sinks.local import LocalSink
+from consumer.sources.base import Intake
 from tests.support.clock import FakeTime
 from tests.support.messages import message, normalizer
 
@@ -66,7 +66,7 @@ class _Source:
     name = "test"
     connected = True
 
-    async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+    async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
         await stop.wait()
 
     async def aclose(self) -> None:

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from consumer.config import RetryConfig
-from consumer.errors import AuthError, RejectedError, RetryableDeliveryError
+from consumer.errors import AuthError, DeliveryTimeoutError, RejectedError, RetryableDeliveryError
 from consumer.metrics import Metrics
-from consumer.sinks.retry import MAX_RETRY_AFTER_SECONDS, DeliveryTimeoutError, RetryPolicy, retry_cause
+from consumer.sinks.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy, retry_cause
 from tests.support.clock import FakeTime
 
 

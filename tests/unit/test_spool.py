@@ -17,11 +17,13 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app import App
 from consumer.config import BatchConfig, ImagesConfig, RetryConfig, SpoolConfig, load_settings
+from consumer.delivery import DeadLetterGate
 from consumer.errors import Reason
 from consumer.identity import event_id_for
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage, VisionEvent
-from consumer.pipeline import DeadLetterGate, Pipeline
+from consumer.pipeline import Pipeline
+from consumer.sources.base import Intake
 from consumer.spool import Forwarder, SpoolSink, SpoolStore
 from consumer.spool.codec import decode_event
 from consumer.spool.store import _Database
@@ -305,7 +307,7 @@ def test_a_full_spool_holds_acknowledgements_and_the_pipeline_loses_nothing(tmp_
         pipeline = Pipeline(
             normalizer(ROUTES),
             _sink(store, metrics),
-            dead,
+            DeadLetterGate(dead, metrics),
             metrics,
             BatchConfig(max_events=2, linger_ms=0, max_in_flight_batches=2),
             final_sink=False,
@@ -417,7 +419,7 @@ def test_a_full_disk_makes_the_spool_failing_and_holds_acknowledgements(tmp_path
         pipeline = Pipeline(
             normalizer(ROUTES),
             _sink(store, metrics),
-            dead,
+            DeadLetterGate(dead, metrics),
             metrics,
             BatchConfig(linger_ms=0),
             final_sink=False,
@@ -484,7 +486,7 @@ def test_readiness_is_false_while_the_spool_cannot_write(tmp_path: Path) -> None
         name = "idle"
         connected = True
 
-        async def run(self, pipeline: Pipeline, stop: asyncio.Event) -> None:
+        async def run(self, pipeline: Intake, stop: asyncio.Event) -> None:
             return None
 
         async def aclose(self) -> None:

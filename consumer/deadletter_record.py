@@ -1,4 +1,8 @@
-"""The dead-letter record and the writer interface every destination implements."""
+"""The dead-letter record and the writer interface every destination implements.
+
+Its own small module, below the pipeline (which builds records and writes them through a
+:class:`DeadLetterWriter`) and below :mod:`consumer.deadletter` (the writers, which re-exports both).
+"""
 
 from __future__ import annotations
 
