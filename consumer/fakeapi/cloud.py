@@ -11,7 +11,6 @@ import orjson
 
 from consumer.contract import IMAGE_CONTENT_TYPES, sniff_image_format
 from consumer.fakeapi.messages import HttpError, Request, Response, cloud_error, is_json, json_response
-from consumer.fakeapi.multipart import MultipartError, parse_form_data
 from consumer.fakeapi.state import ACTIVE, INACTIVE, FakeState
 from consumer.fakeapi.validation import (
     BatchContractError,
@@ -63,10 +62,12 @@ class CloudEndpoints:
 
     def upload(self, request: Request) -> Response:
         """``POST /vision-events/upload``: multipart ``file`` (+ optional ``name``, ``metadata``)."""
-        try:
-            parts = parse_form_data(request.content_type, request.body)
-        except MultipartError as exc:
-            raise HttpError(cloud_error(400, f"body: {exc}")) from exc
+        form = request.form
+        if form is None:
+            raise HttpError(cloud_error(400, "body: Content-Type must be multipart/form-data"))
+        if form.error is not None:
+            raise HttpError(cloud_error(400, f"body: {form.error}"))
+        parts = form.parts
         for name in parts:
             # Other form fields: NOT FOUND; the documented three only.
             if name not in _UPLOAD_FIELDS:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -11,10 +12,34 @@ JSON: Final = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
+class FormPart:
+    """One ``multipart/form-data`` field: its name, raw bytes and, for files, filename and type."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """A ``multipart/form-data`` body as the server parsed it: its parts by name, or why it is not one.
+
+    ``error`` is set (and ``parts`` empty) when the body or its Content-Type is not well-formed
+    form data; the endpoint decides what that means (the upload answers 400).
+    """
+
+    parts: Mapping[str, FormPart] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """One HTTP request, with the few headers the fake reads.
 
     ``too_large`` marks a body over the endpoint's limit; it was discarded and ``body`` is empty.
+    ``form`` is the body parsed as form data, for requests that declare ``multipart/form-data``
+    (None otherwise): the server parses it with its HTTP library, the endpoints only read it.
     """
 
     method: str
@@ -26,6 +51,7 @@ class Request:
     content_type: str | None = None
     host: str | None = None
     too_large: bool = False
+    form: Form | None = None
 
 
 @dataclass(frozen=True, slots=True)

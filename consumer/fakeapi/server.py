@@ -1,43 +1,53 @@
-"""The fake API over real sockets: a threading HTTP/1.1 server with keep-alive, and its controls.
+"""The fake API over real sockets, served by aiohttp's low-level web server, and its controls.
 
-One thread per connection (``ThreadingHTTPServer``), one ``sendall`` per response with
-TCP_NODELAY, and no per-request logging unless ``verbose``: enough for thousands of requests a
-second from a benchmark on the same machine.
+aiohttp parses HTTP/1.1 (keep-alive, Content-Length and chunked bodies, ``multipart/form-data``
+through :mod:`consumer.fakeapi.forms`); this module only turns its requests into
+:class:`~consumer.fakeapi.messages.Request` values for :class:`FakeApp` and its answers back into
+responses. The app runs on a thread pool, not on the event loop: its latency faults sleep, and a
+delayed request must not hold up the others (each connection had its own thread before, and tests
+rely on concurrent requests overlapping). The loop runs on a background thread of its own, so the
+Python API stays synchronous and thread-safe. No per-request logging unless ``verbose``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import signal
-import socket
-import socketserver
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Final, Self
 
 import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from consumer.fakeapi.app import MIB, FakeApp, Limits
 from consumer.fakeapi.faults import FaultPlan, make_rule
+from consumer.fakeapi.forms import is_form_data, parse_form
 from consumer.fakeapi.messages import Request, Response
 from consumer.fakeapi.state import FakeState
 
 # An oversized body up to this size is read and thrown away so the connection stays usable and
 # the client reads the 413; beyond it the connection is closed instead.
 _DRAIN_MAX_BYTES: Final = 64 * MIB
-_READ_CHUNK_BYTES: Final = MIB
 _EXTRA_PHRASES: Final = {529: "Site Overloaded"}
 _WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - only compared against
-
-
-class _FramingError(Exception):
-    """The request body cannot be delimited (bad Content-Length or chunked encoding)."""
+_SERVER_HEADER: Final = "fake-vision-events/1"
+# Threads for the app: one per request in progress, as the threading server had one per
+# connection; created only when that many requests overlap (latency faults, many clients).
+_APP_THREADS: Final = 64
+# How long start() waits for the socket to be bound, and stop() for open requests to finish.
+_START_TIMEOUT_SECONDS: Final = 10.0
+_SHUTDOWN_GRACE_SECONDS: Final = 0.1
+_LOG: Final = logging.getLogger("consumer.fakeapi")
 
 
 def _phrase(status: int) -> str:
@@ -51,206 +61,156 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Reads one request at a time off a keep-alive connection and hands it to the app."""
+class _ClientGoneError(Exception):
+    """The client closed the connection before its whole body arrived."""
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server_version = "fake-vision-events/1"
-    sys_version = ""
-    server: _Server
 
-    # http.server dispatches each request to do_<METHOD>.
-    def do_GET(self) -> None:
-        """Handle GET."""
-        self._dispatch()
+class _FramingError(Exception):
+    """The request body cannot be delimited (aiohttp's parser refused its chunked framing)."""
 
-    def do_POST(self) -> None:
-        """Handle POST."""
-        self._dispatch()
 
-    def do_PUT(self) -> None:
-        """Handle PUT."""
-        self._dispatch()
+async def _read_body(request: web.BaseRequest, limit: int) -> tuple[bytes, bool, bool]:
+    """Return the body, whether it was over ``limit`` (then empty) and whether to close after.
 
-    def do_DELETE(self) -> None:
-        """Handle DELETE."""
-        self._dispatch()
+    A body over the limit is read and dropped up to :data:`_DRAIN_MAX_BYTES`, so the client gets
+    its 413 on a connection that stays usable; a larger one is not read at all and the
+    connection closes after the answer.
+    """
+    declared = request.content_length
+    try:
+        if declared is not None and declared <= limit:
+            return await request.content.read(), False, False
+        if declared is not None and declared > _DRAIN_MAX_BYTES:
+            return b"", True, True
+        # Chunked (length unknown) or over the limit: read piece by piece, keep up to the limit.
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := await request.content.readany():
+            total += len(chunk)
+            if total > _DRAIN_MAX_BYTES:
+                return b"", True, True
+            if total <= limit:
+                chunks.append(chunk)
+    except ConnectionError as exc:  # aiohttp's "Connection lost" for a body cut short
+        raise _ClientGoneError from exc
+    except HttpProcessingError as exc:
+        raise _FramingError(exc.message) from exc
+    if total > limit:
+        return b"", True, False
+    return b"".join(chunks), False, False
 
-    def do_PATCH(self) -> None:
-        """Handle PATCH."""
-        self._dispatch()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class signature
-        """Log only in verbose mode: per-request logging would dominate a benchmark."""
-        if self.server.verbose:
-            super().log_message(format, *args)
+class _Serving:
+    """The aiohttp server of one :class:`FakeVisionEventsApi`: its loop, thread, runner and pool."""
 
-    def _dispatch(self) -> None:
-        path, _, query = self.path.partition("?")
-        app = self.server.app
+    def __init__(self, app: FakeApp, *, verbose: bool) -> None:
+        self.app = app
+        self.verbose = verbose
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._executor = ThreadPoolExecutor(_APP_THREADS, thread_name_prefix="fakeapi-request")
+        self._runner: web.ServerRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fakeapi-server", daemon=True)
+
+    def start(self, host: str, port: int) -> None:
+        """Bind ``host:port`` and serve; raises what binding raised (e.g. the port is taken)."""
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(host, port), self._loop)
         try:
-            body, too_large = self._read_body(app.body_limit(path))
+            self.port = future.result(_START_TIMEOUT_SECONDS)
+        except BaseException:
+            self.stop(_START_TIMEOUT_SECONDS)
+            raise
+
+    async def _start(self, host: str, port: int) -> int:
+        server = web.Server(
+            self._handle,
+            # A gzip body is not JSON: the stand-in must refuse it as the contract would, not inflate it.
+            auto_decompress=False,
+            # _read_body drains what may be drained; a body left unread (over _DRAIN_MAX_BYTES)
+            # means: close right after the answer, not linger reading it.
+            lingering_time=0,
+            access_log=_LOG if self.verbose else None,
+        )
+        self._runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_GRACE_SECONDS)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        for address in self._runner.addresses:
+            return int(address[1])
+        raise RuntimeError("the server has no bound address")
+
+    def stop(self, timeout: float) -> None:
+        """Close the listener and every connection, then end the loop and its thread."""
+        if self._runner is not None and self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            with contextlib.suppress(Exception):  # shutting down: a failure here changes nothing
+                future.result(timeout)
+        self._runner = None
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()
+        # Requests still sleeping in a latency fault end on their own; nothing waits for them.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _handle(self, http: web.BaseRequest) -> web.StreamResponse:
+        path, _, query = http.raw_path.partition("?")
+        app = self.app
+        try:
+            body, too_large, close = await _read_body(http, app.body_limit(path))
+        except _ClientGoneError:
+            return self._drop(http)
         except _FramingError as exc:
-            self._write(Response(400, orjson.dumps({"error": str(exc)}), close=True))
-            return
-        if body is None:  # the client went away in the middle of the body
-            self.close_connection = True
-            return
-        headers = self.headers
+            return self._answer(Response(400, orjson.dumps({"error": str(exc)}), close=True))
+        headers = http.headers
+        content_type = headers.get("Content-Type")
+        form = None
+        if not too_large and is_form_data(content_type) and content_type is not None:
+            form = await parse_form(content_type, body)
         request = Request(
-            method=self.command,
+            method=http.method,
             path=path,
             query=query,
             body=body,
             authorization=headers.get("Authorization"),
             api_key=headers.get("X-API-Key"),
-            content_type=headers.get("Content-Type"),
+            content_type=content_type,
             host=headers.get("Host"),
             too_large=too_large,
+            form=form,
         )
         try:
-            response = app.handle(request)
+            response = await asyncio.get_running_loop().run_in_executor(self._executor, app.handle, request)
         except Exception as exc:  # noqa: BLE001 - a bug in the fake must not look like a network fault
             traceback.print_exc()
             response = Response(500, orjson.dumps({"error": f"fake API bug: {exc!r}"}))
         if response is None:  # an injected dropped connection: no response at all
-            self.close_connection = True
-            return
-        self._write(response)
+            return self._drop(http)
+        return self._answer(response, close=close)
 
-    def _read_body(self, limit: int) -> tuple[bytes | None, bool]:
-        """Return the body (None if the client hung up) and whether it was over ``limit``."""
-        encoding = self.headers.get("Transfer-Encoding")
-        if encoding is not None:
-            if encoding.strip().lower() != "chunked":
-                raise _FramingError(f"unsupported Transfer-Encoding {encoding!r}")
-            return self._read_chunked(limit)
-        length_text = (self.headers.get("Content-Length") or "0").strip()
-        if not (length_text.isascii() and length_text.isdigit()):
-            raise _FramingError("invalid Content-Length")
-        length = int(length_text)
-        if length > limit:
-            self._discard(length)
-            return b"", True
-        body = self.rfile.read(length)
-        return (body if len(body) == length else None), False
-
-    def _discard(self, length: int) -> None:
-        if length > _DRAIN_MAX_BYTES:
-            self.close_connection = True
-            return
-        remaining = length
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, _READ_CHUNK_BYTES))
-            if not chunk:
-                self.close_connection = True
-                return
-            remaining -= len(chunk)
-
-    def _read_chunked(self, limit: int) -> tuple[bytes | None, bool]:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line:
-                return None, False
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise _FramingError("invalid chunk size") from exc
-            if size == 0:
-                break
-            total += size
-            if total > _DRAIN_MAX_BYTES:
-                self.close_connection = True
-                return b"", True
-            data = self.rfile.read(size)
-            if len(data) < size:
-                return None, False
-            if self.rfile.read(2) != b"\r\n":
-                raise _FramingError("chunk data not followed by CRLF")
-            if total <= limit:
-                chunks.append(data)
-        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-            pass  # trailer fields are ignored
-        if total > limit:
-            return b"", True
-        return b"".join(chunks), False
-
-    def _write(self, response: Response) -> None:
-        close = response.close or self.close_connection
-        lines = [
-            f"HTTP/1.1 {response.status} {_phrase(response.status)}",
-            f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
-            f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(response.body)}",
-        ]
-        lines.extend(f"{name}: {value}" for name, value in response.headers)
-        if close:
-            lines.append("Connection: close")
-            self.close_connection = True
-        # One write: headers and body in the same segment, so no Nagle/delayed-ACK stall.
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
-        if self.server.verbose:
-            self.log_request(response.status, len(response.body))
-
-
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its app and can close idle keep-alive connections."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], app: FakeApp, *, verbose: bool) -> None:
-        self.app = app
-        self.verbose = verbose
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the host (slow on some networks)."""
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve a connection on its own daemon thread, remembered until it closes."""
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name="fakeapi-connection",
-            daemon=True,
+    @staticmethod
+    def _answer(response: Response, *, close: bool = False) -> web.Response:
+        answer = web.Response(
+            status=response.status,
+            reason=_phrase(response.status),
+            body=response.body,
+            headers={
+                "Server": _SERVER_HEADER,
+                "Content-Type": response.content_type,
+                **dict(response.headers),
+            },
         )
-        with self._connections_lock:
-            self._connections[request] = thread
-        thread.start()
+        if response.close or close:
+            answer.force_close()
+        return answer
 
-    def shutdown_request(self, request: Any) -> None:
-        """Forget the connection, then close it."""
-        with self._connections_lock:
-            self._connections.pop(request, None)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore socket errors (clients hanging up, or stop()); print anything else."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-    def close_connections(self, timeout: float) -> None:
-        """Wake every connection thread by shutting its socket down, then wait for it."""
-        with self._connections_lock:
-            connections = list(self._connections.items())
-        for sock, _ in connections:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                sock.shutdown(socket.SHUT_RDWR)
-        for _, thread in connections:
-            thread.join(timeout)
+    @staticmethod
+    def _drop(http: web.BaseRequest) -> web.StreamResponse:
+        """Close the connection without answering; the returned response is never written."""
+        http.protocol.force_close()
+        return web.Response()
 
 
 class FakeVisionEventsApi:
@@ -301,36 +261,25 @@ class FakeVisionEventsApi:
             clock=clock,
             default_host=self._netloc,
         )
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: _Serving | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Self:
         """Bind and serve on a background thread; returns self. Port 0 picks a free port."""
-        if self._server is not None:
+        if self._serving is not None:
             raise RuntimeError("already started")
-        self._server = _Server((self._host, self._port), self._app, verbose=self._verbose)
-        self._port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name="fakeapi-server",
-            daemon=True,
-        )
-        self._thread.start()
+        serving = _Serving(self._app, verbose=self._verbose)
+        serving.start(self._host, self._port)
+        self._serving = serving
+        self._port = serving.port
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, close open connections, release the port. Safe to call twice."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._server = self._thread = None
-        server.shutdown()
-        server.close_connections(timeout)
-        server.server_close()
-        thread.join(timeout)
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(timeout)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -350,7 +299,7 @@ class FakeVisionEventsApi:
     @property
     def url(self) -> str:
         """The base URL, e.g. ``http://127.0.0.1:54321`` (valid once started)."""
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("not started")
         return f"http://{self._netloc()}"
 
@@ -479,6 +428,8 @@ def serve(
     Prints one line with the URL once it accepts connections (a wrapper script can wait for it).
     """
     stopping = threading.Event()
+    if verbose:  # the access log of every request, on stderr
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopping.set()

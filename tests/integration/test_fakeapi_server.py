@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -300,6 +301,156 @@ def test_unknown_routes_and_methods(client: httpx.Client) -> None:
     not_allowed = client.get("/vision-events")
     assert not_allowed.status_code == 405
     assert not_allowed.headers["allow"] == "POST"
+
+
+def _raw_exchange(api: FakeVisionEventsApi, request: bytes) -> tuple[bytes, bool]:
+    """Send raw bytes, read until the server closes or goes quiet: (what came back, closed?)."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return received, False
+            if not chunk:
+                return received, True
+            received += chunk
+
+
+def test_body_far_over_the_limit_gets_413_and_the_connection_closes(api: FakeVisionEventsApi) -> None:
+    # 100 MB declared, 3 bytes sent: reading it to keep the connection would take the whole body.
+    answer, closed = _raw_exchange(
+        api, b"POST /vision-events HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nabc"
+    )
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert closed
+
+
+def test_chunked_body_over_the_limit_is_413_and_the_connection_survives(api: FakeVisionEventsApi) -> None:
+    chunk = b"a" * (300 * 1024)
+    answer, closed = _raw_exchange(
+        api,
+        b"POST /vision-events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + f"{len(chunk):x}\r\n".encode()
+        + chunk
+        + b"\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    first, _, second = answer.partition(b"HTTP/1.1 200 ")
+    assert first.startswith(b"HTTP/1.1 413 ")
+    assert second.endswith(b'{"status":"ok"}')
+    assert not closed
+
+
+def test_malformed_chunked_framing_is_400_and_the_connection_closes(api: FakeVisionEventsApi) -> None:
+    answer, closed = _raw_exchange(
+        api,
+        b"POST /vision-events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+    )
+    # aiohttp's parser answers it itself (as HTTP/1.0: it could not read the request).
+    assert answer.split(b"\r\n", 1)[0].split(b" ")[1] == b"400"
+    assert closed
+    assert api.events() == {}
+
+
+def test_gzip_body_is_not_inflated(client: httpx.Client, api: FakeVisionEventsApi) -> None:
+    import gzip
+
+    import orjson
+
+    response = client.post(
+        "/vision-events",
+        content=gzip.compress(orjson.dumps(event())),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 400
+    assert api.events() == {}
+
+
+def _form(parts: list[tuple[bytes, bytes]], boundary: bytes = b"b0undary") -> bytes:
+    """A multipart body from (part headers, content) pairs, closed by the final delimiter."""
+    body = b"".join(b"--" + boundary + b"\r\n" + head + b"\r\n\r\n" + data + b"\r\n" for head, data in parts)
+    return body + b"--" + boundary + b"--\r\n"
+
+
+FILE_PART = (
+    b'Content-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg',
+    JPEG,
+)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        pytest.param("multipart/form-data", _form([FILE_PART]), id="no-boundary"),
+        pytest.param(
+            "multipart/form-data; boundary=b0undary", b"junk" + _form([FILE_PART]), id="glued-start"
+        ),
+        pytest.param("multipart/form-data; boundary=b0undary", _form([FILE_PART])[:-40], id="truncated"),
+        pytest.param(
+            "multipart/form-data; boundary=b0undary", _form([FILE_PART, FILE_PART]), id="field-twice"
+        ),
+        pytest.param(
+            "multipart/form-data; boundary=b0undary",
+            _form([(b'Content-Disposition: attachment; name="file"', JPEG)]),
+            id="not-form-data",
+        ),
+        pytest.param(
+            "multipart/form-data; boundary=b0undary",
+            _form([(b"Content-Disposition form-data", JPEG)]),
+            id="malformed-part-header",
+        ),
+        pytest.param(
+            "multipart/form-data; boundary=b0undary",
+            _form(
+                [
+                    (
+                        b'Content-Disposition: form-data; name="file"\r\n'
+                        b"Content-Type: multipart/mixed; boundary=x",
+                        b"",
+                    )
+                ]
+            ),
+            id="nested-multipart",
+        ),
+    ],
+)
+def test_malformed_multipart_uploads_are_400(
+    api: FakeVisionEventsApi, client: httpx.Client, content_type: str, body: bytes
+) -> None:
+    response = client.post("/vision-events/upload", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("body: ")
+    assert api.uploads() == {}
+
+
+def test_handmade_multipart_upload_is_accepted(api: FakeVisionEventsApi, client: httpx.Client) -> None:
+    # The control case of the test above: the same framing, well-formed, with a preamble line.
+    body = b"preamble\r\n" + _form([FILE_PART, (b'Content-Disposition: form-data; name="name"', b"f-1")])
+    response = client.post(
+        "/vision-events/upload",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
+    )
+    assert response.status_code == 201, response.text
+    assert list(api.uploads().values()) == [JPEG]
+
+
+def test_stop_closes_open_connections_and_releases_the_port() -> None:
+    fake = FakeVisionEventsApi(use_cases=(USE_CASE,)).start()
+    port = fake.port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200 ")
+        fake.stop()
+        assert idle.recv(65536) == b""  # the kept-alive connection was closed by stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with socket.socket() as again:  # SO_REUSEADDR: the closed connection may linger in TIME_WAIT
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+    fake.stop()  # a second stop is a no-op
 
 
 # --- use cases --------------------------------------------------------------------------------
