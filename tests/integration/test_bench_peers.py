@@ -19,7 +19,7 @@ from consumer import wire
 from consumer.config import ImagesConfig, LimitsConfig
 from consumer.model import VisionEvent
 from consumer.normalize import Normalizer
-from tests.support.brokers import in_ci
+from tests.support.ci import missing
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,7 @@ pytestmark = pytest.mark.integration
 def _benthos() -> Path:
     binary = peers.benthos_binary()
     if binary is None:
-        message = "Benthos is not built: run scripts/build-benthos.sh"
-        if in_ci():
-            pytest.fail(f"{message} (CI=true: this test may not be skipped)")
-        pytest.skip(message)
+        missing("Benthos is not built: run scripts/build-benthos.sh")
     return binary
 
 

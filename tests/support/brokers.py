@@ -12,22 +12,14 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
-import pytest
-
-
-def in_ci() -> bool:
-    """Whether this run is CI, where brokers are mandatory."""
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.support.ci import missing
 
 
-def unavailable(what: str) -> None:
+def unavailable(what: str) -> NoReturn:
     """Fail under CI, skip elsewhere."""
-    message = f"{what} is not available: start it with `scripts/brokers.sh start` or run Docker"
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: a broker test may not be skipped)")
-    pytest.skip(message)
+    missing(f"{what} is not available: start it with `scripts/brokers.sh start` or run Docker")
 
 
 def _docker_socket_accepts() -> bool:
