@@ -22,29 +22,15 @@ set -euo pipefail
 BENTHOS_VERSION="${BENTHOS_VERSION:-v4.27.0}"
 MODULE="github.com/benthosdev/benthos/v4"
 
-TOOLS_CACHE="${VEC_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/vision-events-tools}"
-BIN="$TOOLS_CACHE/bin"
+SCRIPT_NAME=build-benthos
+# shellcheck source=lib/tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools.sh"
 DIR="$TOOLS_CACHE/benthos-$BENTHOS_VERSION"
 tmp=""
 
-say() { printf 'build-benthos: %s\n' "$*" >&2; }
-die() {
-    printf 'build-benthos: ERROR: %s\n' "$*" >&2
-    exit 1
-}
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-link() {
-    mkdir -p "$BIN"
-    if [[ "$(readlink "$BIN/benthos" 2>/dev/null)" != "$DIR/benthos" ]]; then
-        ln -sfn "$DIR/benthos" "$BIN/benthos"
-    fi
-}
-
 cmd_install() {
     if [[ -x "$DIR/benthos" ]]; then
-        link
+        link benthos "$DIR/benthos"
         return
     fi
     command -v go >/dev/null || die "go is needed to build Benthos $BENTHOS_VERSION"
@@ -96,7 +82,7 @@ EOF
     built="$("$tmp/benthos" --version 2>/dev/null | head -n 1 || true)"
     mkdir -p "$DIR"
     mv "$tmp/benthos" "$DIR/benthos"
-    link
+    link benthos "$DIR/benthos"
     say "Benthos $BENTHOS_VERSION built in $(elapsed "$started") s: $DIR/benthos ($built)"
 }
 

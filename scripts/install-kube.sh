@@ -23,24 +23,9 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.17}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 KEDA_VERSION="${KEDA_VERSION:-v2.21.1}"
 
-TOOLS_CACHE="${VEC_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/vision-events-tools}"
-BIN="$TOOLS_CACHE/bin"
-
-say() { printf 'install-kube: %s\n' "$*" >&2; }
-die() {
-    printf 'install-kube: ERROR: %s\n' "$*" >&2
-    exit 1
-}
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-link() {
-    local name="$1" target="$2"
-    mkdir -p "$BIN"
-    if [[ "$(readlink "$BIN/$name" 2>/dev/null)" != "$target" ]]; then
-        ln -sfn "$target" "$BIN/$name"
-    fi
-}
+SCRIPT_NAME=install-kube
+# shellcheck source=lib/tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools.sh"
 
 # A scratch Go module and a private build cache, both removed on exit (even when a build fails).
 SCRATCH=()

@@ -29,26 +29,10 @@ KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
 # Debian bookworm's package; any 2.x promtool checks our rules the same way.
 PROMETHEUS_DEB="${PROMETHEUS_DEB:-prometheus}"
 
-TOOLS_CACHE="${VEC_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/vision-events-tools}"
-BIN="$TOOLS_CACHE/bin"
+SCRIPT_NAME=install-tools
+# shellcheck source=lib/tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools.sh"
 PYTHON="${PYTHON:-python3}"
-
-say() { printf 'install-tools: %s\n' "$*" >&2; }
-die() {
-    printf 'install-tools: ERROR: %s\n' "$*" >&2
-    exit 1
-}
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# Point bin/NAME at TARGET (relative symlinks are not worth the trouble here).
-link() {
-    local name="$1" target="$2"
-    mkdir -p "$BIN"
-    if [[ "$(readlink "$BIN/$name" 2>/dev/null)" != "$target" ]]; then
-        ln -sfn "$target" "$BIN/$name"
-    fi
-}
 
 # Run as root, or through sudo when there is one.
 as_root() {
