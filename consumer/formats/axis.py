@@ -26,6 +26,7 @@ from consumer.formats.common import (
     mapping,
     metadata_text,
     number,
+    required_image_size,
     stream_id,
     type_error,
     utc_timestamp,
@@ -123,13 +124,9 @@ def _observation(obj: dict[str, Any], path: str, options: ConvertOptions, collec
     if raw_box is None:
         raise ValidationError(Reason.INVALID_PREDICTIONS, "a bounding_box is required", box_path)
     box = mapping(raw_box, box_path)
-    width, height = options.image_width, options.image_height
-    if not width or not height:
-        raise ValidationError(
-            Reason.INVALID_PREDICTIONS,
-            "normalized coordinates need the image size: set the route's image_size",
-            box_path,
-        )
+    width, height = required_image_size(
+        options.image_width, options.image_height, box_path, "set the route's image_size"
+    )
     left = _unit(box.get("left"), join(box_path, "left")) * width
     top = _unit(box.get("top"), join(box_path, "top")) * height
     right = _unit(box.get("right"), join(box_path, "right")) * width

@@ -268,6 +268,18 @@ def class_name(value: Any, path: str) -> str:
 # -- edge-stack helpers -----------------------------------------------------------------------------
 
 
+def required_image_size(width: int | None, height: int | None, path: str, where: str) -> tuple[int, int]:
+    """The size normalized coordinates are scaled by; without one they are refused (decision Q5).
+
+    ``where`` tells the user where the size may come from (the message, the route's image_size).
+    """
+    if not width or not height:
+        raise ValidationError(
+            Reason.INVALID_PREDICTIONS, f"normalized coordinates need the image size: {where}", path
+        )
+    return width, height
+
+
 def corner_box(  # noqa: PLR0917 - the four corners read best positionally
     label: str, x1: float, y1: float, x2: float, y2: float, confidence: float, path: str
 ) -> Annotation:

@@ -32,6 +32,7 @@ from consumer.formats.common import (
     mapping,
     metadata_text,
     number,
+    required_image_size,
     stream_id,
     type_error,
     utc_timestamp,
@@ -176,13 +177,9 @@ def _box(
         )
     box_path = join(path, "detection.bounding_box")
     bounding = mapping(details.get("bounding_box"), box_path)
-    width, height = size
-    if not width or not height:
-        raise ValidationError(
-            Reason.INVALID_PREDICTIONS,
-            "normalized coordinates need the image size: resolution in the message or the route's image_size",
-            box_path,
-        )
+    width, height = required_image_size(
+        *size, box_path, "resolution in the message or the route's image_size"
+    )
     x_min = number(bounding.get("x_min"), join(box_path, "x_min")) * width
     y_min = number(bounding.get("y_min"), join(box_path, "y_min")) * height
     x_max = number(bounding.get("x_max"), join(box_path, "x_max")) * width
