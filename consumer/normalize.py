@@ -215,8 +215,6 @@ class Normalizer:
             return Skipped(SkipReason.WHEN, route.name)
         context: dict[str, Any] = {"topic": message.topic, **captures}
         draft = self._collect(route, document, context)
-        if route.class_map is not None and draft.output is not None:
-            _rename_classes(draft.output.annotations, route.class_map)
         return self._build(route, message, draft, context)
 
     def decode(self, route: Route, payload: bytes) -> Any:
@@ -240,8 +238,6 @@ class Normalizer:
         the message's own over the route's; for ``inspect``. ``context`` is the topic and captures.
         """
         draft = self._collect(route, document, context)
-        if route.class_map is not None and draft.output is not None:
-            _rename_classes(draft.output.annotations, route.class_map)
         return draft.output, draft.values, draft.metadata
 
     # -- collecting values ---------------------------------------------------------------------------
@@ -273,6 +269,9 @@ class Normalizer:
             event_type = route.event_type
         if use_case is None and plan.use_case is not None:
             use_case = plan.use_case(document, context)
+        if route.class_map is not None and output is not None:
+            # Renamed once here, before the rules and the checks read the classes.
+            _rename_classes(output.annotations, route.class_map)
         return _Draft(event_type, use_case, values, metadata, output, frozenset(given))
 
     def _read(self, route: Route, document: Any, context: dict[str, Any]) -> _Read:
