@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from consumer.deadletter_record import DeadLetterRecord, DeadLetterWriter
 from consumer.errors import DeadLetterError
-from consumer.metrics import Metrics
+from consumer.metrics import Metrics, observe_many
 from consumer.model import VisionEvent
 from consumer.sinks.base import DeliveryReport, Rejection, Sink
 
@@ -50,11 +50,10 @@ def record_delivered(metrics: Metrics, sink: str, events: Sequence[VisionEvent],
     """Count events the API accepted: delivered counter, end-to-end and delivery latency, last delivery."""
     if not events:
         return
-    by_type: Counter[str] = Counter()
-    for event in events:
-        by_type[event.event_type.value] += 1
-        metrics.end_to_end_latency.observe(max(0.0, now - event.timestamp.timestamp()))
-        metrics.delivery_latency.observe(max(0.0, now - event.message.received_at))
+    # One increment per bucket and label set per batch, not one locked increment per event.
+    by_type = Counter(event.event_type.value for event in events)
+    observe_many(metrics.end_to_end_latency, [max(0.0, now - e.timestamp.timestamp()) for e in events])
+    observe_many(metrics.delivery_latency, [max(0.0, now - e.message.received_at) for e in events])
     for event_type, count in by_type.items():
         metrics.events_delivered.labels(sink, event_type).inc(count)
     metrics.last_delivery.set(now)

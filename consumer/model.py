@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from consumer.contract import EventType
 from consumer.errors import Reason, ValidationError
@@ -27,6 +27,22 @@ def no_ack() -> None:
     The default of :attr:`InboundMessage.ack`; also MQTT QoS 0 messages, records replayed from an
     origin that needs no acknowledgement, and events rebuilt from the spool.
     """
+
+
+class BatchAck(Protocol):
+    """An ``ack`` that can also be settled together with the other acks of the same ``batch``.
+
+    ``batch`` is the owner (a Kafka offset book); the pipeline settles a delivered batch's acks of
+    one owner with one ``settle_many`` call instead of one call each: one lock, one wake-up.
+    """
+
+    batch: object
+
+    def __call__(self) -> None:
+        """Settle this one message."""
+
+    def settle_many(self, acks: Any) -> None:
+        """Settle ``acks``, all of this ``batch``."""
 
 
 @dataclass(slots=True, eq=False)

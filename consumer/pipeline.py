@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from consumer.config import BatchConfig
 from consumer.deadletter_record import DeadLetterRecord
@@ -39,7 +40,7 @@ from consumer.delivery import (
 )
 from consumer.errors import MessageError, Reason
 from consumer.metrics import Metrics
-from consumer.model import InboundMessage, VisionEvent
+from consumer.model import BatchAck, InboundMessage, VisionEvent
 from consumer.normalize import Normalizer, Skipped
 from consumer.sinks.base import Sink
 
@@ -275,17 +276,37 @@ class Pipeline:
         self.stats.dead_lettered += len(records)
 
     def _settle(self, messages: Sequence[InboundMessage]) -> None:
+        # Acks of one owner (a Kafka offset book) are settled together, once per batch.
+        together: dict[int, list[InboundMessage]] = {}
         for message in messages:
+            owner = getattr(message.ack, "batch", None)
+            if owner is not None:
+                together.setdefault(id(owner), []).append(message)
+                continue
+            self._ack(message)
+        for group in together.values():
+            ack = group[0].ack
             try:
-                message.ack()
+                cast("BatchAck", ack).settle_many([m.ack for m in group])
             except Exception:  # a source's ack failing must not strand the others
-                log.exception("acknowledging a message failed", extra={"coordinates": message.coordinates()})
+                log.exception(
+                    "acknowledging %d messages failed",
+                    len(group),
+                    extra={"coordinates": group[0].coordinates()},
+                )
         self._in_flight -= len(messages)
         self._in_flight_bytes -= sum(len(message.payload) for message in messages)
         self._metrics.in_flight_events.set(self._in_flight)
         self._metrics.in_flight_bytes.set(self._in_flight_bytes)
         if messages:
             asyncio.get_running_loop().create_task(self._notify_settled())
+
+    @staticmethod
+    def _ack(message: InboundMessage) -> None:
+        try:
+            message.ack()
+        except Exception:  # a source's ack failing must not strand the others
+            log.exception("acknowledging a message failed", extra={"coordinates": message.coordinates()})
 
     async def _notify_settled(self) -> None:
         async with self._settled:

@@ -80,6 +80,29 @@ class OrderedAcks(Generic[Token]):
                 released.append(entries.popleft().token)
             return released
 
+    def settle_many(
+        self, handles: Sequence[tuple[_Lane[Token], _Entry[Token]]]
+    ) -> list[tuple[_Lane[Token], list[Token]]]:
+        """``settle`` each handle under one lock; returns each touched lane with its released tokens.
+
+        A lane is drained once, after all its handles are marked: a batch settled together
+        releases in one pass what settling one by one would release in many.
+        """
+        touched: dict[int, _Lane[Token]] = {}
+        with self._lock:
+            for lane, entry in handles:
+                entry.done = True
+                touched[id(lane)] = lane
+            result: list[tuple[_Lane[Token], list[Token]]] = []
+            for lane in touched.values():
+                entries = lane.entries
+                released: list[Token] = []
+                while entries and entries[0].done:
+                    released.append(entries.popleft().token)
+                if released:
+                    result.append((lane, released))
+            return result
+
     def pending(self, lane: Hashable) -> int:
         """Messages of ``lane`` received and not yet released."""
         with self._lock:

@@ -11,9 +11,10 @@ Threading
 Offsets
     Every message is registered, in receive order, in an
     :class:`~consumer.sources.offsets.OffsetBook` lane per
-    (topic, partition). Its ``ack`` (called by the pipeline on the event loop once the message
-    was delivered or dead-lettered) settles it; the book releases the contiguous settled prefix
-    of the lane, so the committable offset of a partition (last released + 1) never passes a
+    (topic, partition). Its ``ack`` (an :class:`~consumer.sources.offsets.OffsetAck`, which the
+    pipeline settles on the event loop once the message was delivered or dead-lettered, a batch's
+    acks together in one ``OffsetBook.settle_many``) settles it; the book releases the contiguous
+    settled prefix of the lane, so the committable offset of a partition (last released + 1) never passes a
     message still in flight. The thread stores those offsets and commits them asynchronously
     every ``commit_interval_seconds``; it commits synchronously when partitions are revoked
     (only theirs) and at the end. A revoked or lost partition's lane is dropped: acks of its

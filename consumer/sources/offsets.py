@@ -9,9 +9,8 @@ passes a message still in flight.
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from consumer.sources.acks import OrderedAcks
@@ -35,7 +34,7 @@ class OffsetBook:
         self._last: dict[Partition, int] = {}
         self._on_release = on_release
 
-    def register(self, topic: str, partition: int, offset: int) -> Callable[[], None]:
+    def register(self, topic: str, partition: int, offset: int) -> OffsetAck:
         """Record a received message (in receive order); returns the callable that settles it."""
         lane = (topic, partition)
         with self._lock:
@@ -45,9 +44,9 @@ class OffsetBook:
                 self._acks.drop(lane)
             self._last[lane] = offset
             handle = self._acks.register(lane, offset)
-        return functools.partial(self._settle, lane, handle)
+        return OffsetAck(self, lane, handle)
 
-    def register_many(self, messages: list[tuple[str, int, int]]) -> list[Callable[[], None]]:
+    def register_many(self, messages: list[tuple[str, int, int]]) -> list[OffsetAck]:
         """``register`` for each (topic, partition, offset), in receive order, under one lock."""
         items: list[tuple[Partition, int]] = []
         with self._lock:
@@ -61,9 +60,8 @@ class OffsetBook:
             else:
                 self._last.update(last)
                 handles = self._acks.register_many(items)
-                settle = self._settle
                 return [
-                    functools.partial(settle, lane, handle)
+                    OffsetAck(self, lane, handle)
                     for (lane, _offset), handle in zip(items, handles, strict=True)
                 ]
         return [self.register(topic, partition, offset) for topic, partition, offset in messages]
@@ -77,6 +75,20 @@ class OffsetBook:
             if committable > self._done.get(lane, -1):
                 self._done[lane] = committable
         if self._on_release is not None:
+            self._on_release()
+
+    def settle_many(self, acks: Sequence[OffsetAck]) -> None:
+        """Settle the messages of ``acks`` (all of this book) at once: one lock, one wake-up."""
+        with self._lock:
+            handles = [ack.handle for ack in acks]
+            lanes = {id(ack.handle[0]): ack.lane for ack in acks}
+            released = self._acks.settle_many(handles)
+            for lane_state, tokens in released:
+                lane = lanes[id(lane_state)]
+                committable = tokens[-1] + 1
+                if committable > self._done.get(lane, -1):
+                    self._done[lane] = committable
+        if released and self._on_release is not None:
             self._on_release()
 
     def committable(self, partitions: Collection[Partition] | None = None) -> dict[Partition, int]:
@@ -118,3 +130,26 @@ class OffsetBook:
                 if offset is not None:
                     done[lane] = offset
             return done
+
+
+class OffsetAck:
+    """The ``ack`` of one Kafka message: settles its offset in its :class:`OffsetBook`.
+
+    Called alone it settles one message; :func:`consumer.model.ack_all` hands a batch's acks of
+    one book to :meth:`OffsetBook.settle_many` instead, so the book is advanced once per batch.
+    """
+
+    __slots__ = ("batch", "handle", "lane")
+
+    def __init__(self, book: OffsetBook, lane: Partition, handle: tuple[Any, Any]) -> None:
+        self.batch = book
+        self.lane = lane
+        self.handle = handle
+
+    def __call__(self) -> None:
+        """Settle this one message."""
+        self.batch._settle(self.lane, self.handle)
+
+    def settle_many(self, acks: Sequence[OffsetAck]) -> None:
+        """Settle ``acks`` (of this ack's book) together."""
+        self.batch.settle_many(acks)

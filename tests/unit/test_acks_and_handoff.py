@@ -24,6 +24,27 @@ def test_release_is_the_contiguous_settled_prefix() -> None:
     assert acks.pending("p0") == 0
 
 
+def test_settle_many_releases_per_lane_what_settling_one_by_one_releases() -> None:
+    acks: OrderedAcks[int] = OrderedAcks()
+    p0 = [acks.register("p0", offset) for offset in range(4)]
+    p1 = [acks.register("p1", offset) for offset in range(3)]
+    released = acks.settle_many([p0[3], p1[0], p0[1], p0[0], p1[2]])
+    assert sorted(tokens for _lane, tokens in released) == [[0], [0, 1]]  # p0 stops at 2, p1 at 1
+    assert acks.pending("p0") == 2 and acks.pending("p1") == 2
+    assert acks.settle_many([p0[2], p1[1]]) != []
+    assert acks.pending("p0") == 0 and acks.pending("p1") == 0
+
+
+def test_settle_many_of_a_dropped_lane_releases_nothing() -> None:
+    acks: OrderedAcks[int] = OrderedAcks()
+    stale = [acks.register("conn", mid) for mid in range(3)]
+    acks.drop("conn")
+    fresh = acks.register("conn", 0)
+    assert acks.settle_many(stale) == []
+    assert acks.pending("conn") == 1
+    assert acks.settle_many([fresh]) != []
+
+
 def test_lanes_are_independent() -> None:
     acks: OrderedAcks[str] = OrderedAcks()
     a = acks.register("a", "a0")

@@ -113,6 +113,29 @@ def test_the_wake_callback_fires_when_a_settle_released_something() -> None:
     assert woken == [1]
 
 
+def test_settle_many_advances_each_partition_as_settling_one_by_one_would() -> None:
+    woken: list[int] = []
+    book, alone = OffsetBook(on_release=lambda: woken.append(1)), OffsetBook()
+    coordinates = [("t", partition, offset) for offset in range(10, 15) for partition in (0, 1)]
+    acks, singles = book.register_many(coordinates), alone.register_many(coordinates)
+    chosen = [i for i, (_t, partition, offset) in enumerate(coordinates) if (partition, offset) != (1, 12)]
+    book.settle_many([acks[i] for i in chosen])
+    for i in chosen:
+        singles[i]()
+    assert book.committable() == alone.committable() == {("t", 0): 15, ("t", 1): 12}
+    assert woken == [1]  # once for the whole batch
+    book.settle_many([acks[coordinates.index(("t", 1, 12))]])
+    assert book.committable() == {("t", 0): 15, ("t", 1): 15}
+
+
+def test_settle_many_of_a_revoked_partition_commits_nothing() -> None:
+    book = OffsetBook()
+    acks = book.register_many([("t", 0, 0), ("t", 0, 1)])
+    assert book.release([("t", 0)]) == {}
+    book.settle_many(acks)
+    assert book.committable() == {}
+
+
 def test_settling_from_many_threads_commits_exactly_the_contiguous_prefix() -> None:
     book = OffsetBook()
     acks = [book.register("t", 0, offset) for offset in range(2000)]

@@ -12,6 +12,7 @@ from consumer.delivery import DeadLetterGate
 from consumer.metrics import Metrics
 from consumer.model import InboundMessage
 from consumer.pipeline import Pipeline
+from consumer.sources.offsets import OffsetBook
 from tests.support.doubles import MemoryDeadLetters, MemorySink
 from tests.support.messages import message, normalizer
 
@@ -201,5 +202,58 @@ def test_close_with_a_stuck_sink_leaves_messages_unacked() -> None:
         drained = await pipeline.close(0.1)
         assert drained is False
         assert acked == []
+
+    asyncio.run(scenario())
+
+
+def test_a_bad_message_mid_batch_is_dead_lettered_alone_and_offsets_advance_once_after_delivery() -> None:
+    async def scenario() -> None:
+        wakes: list[int] = []
+        book = OffsetBook(on_release=lambda: wakes.append(1))
+        sink, dead = MemorySink(), MemoryDeadLetters()
+        sink.gate = asyncio.Event()
+        pipeline, _ = _pipeline(sink, dead, max_events=100, linger_ms=0)
+        bad = b'{"event_type": "custom", "use_case": "u", "custom_value": 12}'
+        msgs = [message("events/a", _custom(i)) for i in range(5)]
+        msgs.insert(2, message("events/a", bad))
+        for msg, ack in zip(msgs, book.register_many([("t", 0, o) for o in range(6)]), strict=True):
+            msg.ack = ack
+        await pipeline.submit(msgs)
+        await asyncio.sleep(0.05)
+        # Exactly the bad one, with its original bytes; its settle releases nothing (0 and 1 wait).
+        assert [(r.reason, r.payload) for r in dead.records] == [("invalid_type", bad)]
+        assert book.committable() == {}
+        assert pipeline.in_flight == 5
+        sink.gate.set()
+        await pipeline.flush()
+        assert [e.message for e in sink.events] == [m for i, m in enumerate(msgs) if i != 2]
+        assert book.committable() == {("t", 0): 6}
+        assert book.in_flight("t", 0) == 0
+        assert len(wakes) == 1  # the delivered five settled together: one wake-up
+        assert pipeline.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_batch_ack_does_not_strand_the_other_acks() -> None:
+    class Broken:
+        batch = "owner"
+
+        def __call__(self) -> None:
+            raise AssertionError("settled one by one")
+
+        def settle_many(self, acks: object) -> None:
+            raise RuntimeError("the source failed")
+
+    async def scenario() -> None:
+        sink, dead = MemorySink(), MemoryDeadLetters()
+        pipeline, _ = _pipeline(sink, dead, max_events=3, linger_ms=0)
+        acked: list[int] = []
+        msgs = _tracked([message("events/a", _custom(i)) for i in range(3)], acked)
+        msgs[1].ack = Broken()
+        await pipeline.submit(msgs)
+        await pipeline.flush()
+        assert sorted(acked) == [0, 2]
+        assert pipeline.in_flight == 0
 
     asyncio.run(scenario())
