@@ -40,8 +40,9 @@ QoS 2
     A QoS 2 message whose connection dropped is completed on the resumed session.
 
 Shutdown order (kept by the app): ``run`` returns after ``stop`` is set; the app drains the
-pipeline, whose acknowledgements still go out on the live connection; then ``aclose`` sends
-a clean DISCONNECT after the queued acknowledgements and stops the network thread. What was not
+pipeline, whose acknowledgements still go out on the live connection; then ``aclose`` waits
+(bounded) until the broker confirmed it processed the queued acknowledgements (an UNSUBSCRIBE
+barrier, see ``_pass_barrier``), sends a clean DISCONNECT and stops the network thread. What was not
 settled by then stays unacknowledged and is redelivered on the next start (same client id).
 """
 
@@ -54,6 +55,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -80,6 +82,9 @@ SOURCE: Final = "mqtt"
 QOS0_HEADROOM: Final = 1_000
 _MAX_PUT_WAIT_SECONDS: Final = 5.0
 _DISCONNECT_TIMEOUT_SECONDS: Final = 5.0
+_BARRIER_TIMEOUT_SECONDS: Final = 5.0
+# The close barrier unsubscribes from a filter under this prefix that nobody subscribes to.
+_BARRIER_PREFIX: Final = "$vision-events-consumer/close-barrier"
 _WATCH_INTERVAL_SECONDS: Final = 0.5
 _MIN_SECONDS_BEFORE_FORCED_RECONNECT: Final = 1.0
 # Without waiting for room forever (a steady QoS 0 stream may keep the pipeline busy).
@@ -280,6 +285,7 @@ class MqttSource:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._client.on_message = self._on_message
 
         self._acks: OrderedAcks[_Delivery] = OrderedAcks()
@@ -301,6 +307,8 @@ class MqttSource:
         self._started = False
         self._closed = False
         self._disconnected = threading.Event()
+        self._barrier_mid: int | None = None
+        self._barrier_passed = threading.Event()
         self._handoff: BatchHandoff | None = None
         self.stats = MqttSourceStats()
         self._connected_gauge.set(0)
@@ -367,7 +375,7 @@ class MqttSource:
             self._handoff.close()
 
     async def aclose(self) -> None:
-        """After the pipeline drained: the queued acknowledgements, a clean DISCONNECT, thread stopped."""
+        """After the pipeline drained: the queued acknowledgements confirmed, DISCONNECT, thread stopped."""
         if self._closed:
             return
         self._closed = True
@@ -387,12 +395,38 @@ class MqttSource:
             self._active = None
             self._acks.drop_all()
             self._link_up = False
+        self._pass_barrier()
         # DISCONNECT is queued behind the acknowledgements already queued, so they go out first.
         self._client.disconnect()
         if not self._disconnected.wait(_DISCONNECT_TIMEOUT_SECONDS):
             log.warning("the MQTT broker did not see a clean disconnect in time; closing the socket")
             self._shutdown_socket()
         self._client.loop_stop()
+
+    def _pass_barrier(self) -> None:
+        """Wait (bounded) until the broker has processed every acknowledgement already sent.
+
+        Sending the PUBACKs/PUBCOMPs before DISCONNECT is not enough: paho closes the socket right
+        after writing DISCONNECT, and if the broker's next PUBLISH packets (each PUBACK frees a
+        Receive Maximum slot) sit unread in our receive buffer, Linux answers the close with RST
+        instead of FIN. The broker then drops what it had not yet read from the connection, the
+        last acknowledgements included, and redelivers those messages to the next session.
+        A broker handles one connection's packets in order, so the UNSUBACK of an UNSUBSCRIBE sent
+        after the acknowledgements proves it processed them. The filter is unique and under a
+        prefix no route uses: an UNSUBSCRIBE removes only a subscription whose filter is equal
+        (MQTT 5 section 3.10.4, 3.1.1 section 3.10.4), so the session keeps its real ones.
+        """
+        with self._lock:
+            self._barrier_passed.clear()  # an earlier connection's end may have set it
+            rc, mid = self._client.unsubscribe(f"{_BARRIER_PREFIX}/{uuid.uuid4().hex}")
+            if rc != paho.MQTT_ERR_SUCCESS:
+                return  # not connected: no acknowledgement can be waiting in this connection
+            self._barrier_mid = mid
+        if not self._barrier_passed.wait(_BARRIER_TIMEOUT_SECONDS):
+            log.warning(
+                "the MQTT broker did not confirm the last acknowledgements in time; "
+                "the messages they settle may be redelivered"
+            )
 
     async def _watch(self, pipeline: Intake) -> None:
         """Force a reconnect once the pipeline has room, after a message could not be handed off."""
@@ -518,6 +552,14 @@ class MqttSource:
         except Exception:
             log.exception("MQTT on_subscribe failed")
 
+    def _on_unsubscribe(
+        self, _client: paho.Client, _userdata: Any, mid: int, _reasons: list[ReasonCode], _props: Any
+    ) -> None:
+        # Only the close barrier unsubscribes; any answer (v5: "no subscription existed") passes it.
+        with self._lock:
+            if mid == self._barrier_mid:
+                self._barrier_passed.set()
+
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
         log.warning(
             "cannot reach the MQTT broker; retrying with backoff", extra={"broker": str(self.address)}
@@ -535,6 +577,7 @@ class MqttSource:
                 self._pending_subacks.clear()
                 closing = self._closing
             self._disconnected.set()
+            self._barrier_passed.set()  # no UNSUBACK comes on a connection that is gone
             self._publish_state()
             renewing, self._renewing = self._renewing, False
             if closing or renewing:

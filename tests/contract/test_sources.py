@@ -84,7 +84,7 @@ class MqttHarness(SourceHarness):
     """Mosquitto: one client id (a persistent session, QoS 1) for every source of the test."""
 
     capabilities = SourceCapabilities(
-        restart=Restart.MAY_REPEAT_ACKED,
+        restart=Restart.SKIPS_ACKED,
         asks_before_submitting=False,
         stop_ends_a_waiting_hand_off=False,
         has_broker=True,
