@@ -1,4 +1,4 @@
-"""CPU per request of three HTTP client transports, against the same stand-in, in one run.
+"""CPU per request of two HTTP client libraries, against the same stand-in, in one run.
 
 ``python -m bench.transports [--requests 200] [--rounds 5]`` starts the stand-in
 (``python -m consumer.fakeapi --fast``) as a child process, so its CPU is not counted, then for
@@ -9,9 +9,11 @@ each series. The transports take turns within every round, so a slower moment of
 falls on all of them; the table shows the median of the rounds, in microseconds of this
 process's CPU per request:
 
-- ``lean``: the sinks' hand-written transport (``consumer/sinks/transport.py``) under httpx;
 - ``httpx``: ``httpx.AsyncClient`` with its default transport (httpcore's pool);
-- ``aiohttp``: ``aiohttp.ClientSession`` (its own pool and HTTP parser).
+- ``aiohttp``: ``aiohttp.ClientSession`` (its own pool and HTTP parser), what the sinks use.
+
+The sinks' former hand-written transport is gone; its measured figures are kept in the README
+("HTTP libraries: measured, and what was decided").
 
 Every answer is read whole and its status checked: a transport that fails a request fails the run.
 Nothing here asserts a speed.
@@ -36,7 +38,6 @@ import orjson
 from bench.load import batch_bodies
 from bench.messages import jpeg_of_size
 from bench.standin import API_KEY, StandIn
-from consumer.sinks.transport import LeanTransport
 
 BATCH_PATH: Final = "/vision-events/batch"
 UPLOAD_PATH: Final = "/vision-events/upload"
@@ -62,9 +63,9 @@ def _check(name: str, status: int, expected: int) -> None:
         raise RuntimeError(f"{name}: HTTP {status}, expected {expected}")
 
 
-def httpx_client(name: str, url: str, bodies: list[bytes], image: bytes, lean: bool) -> Client:
-    """The sinks' way of calling httpx: ``request(content=...)`` and ``files=`` for uploads."""
-    client = httpx.AsyncClient(base_url=url, timeout=30, transport=LeanTransport() if lean else None)
+def httpx_client(name: str, url: str, bodies: list[bytes], image: bytes) -> Client:
+    """httpx called the way the sinks once did: ``request(content=...)`` and ``files=`` for uploads."""
+    client = httpx.AsyncClient(base_url=url, timeout=30)
 
     async def batch(count: int) -> None:
         for i in range(count):
@@ -125,8 +126,7 @@ async def measure(
     """
     bodies = mixed_bodies(source_id, 20)
     clients = [
-        httpx_client("lean", url, bodies, image, lean=True),
-        httpx_client("httpx", url, bodies, image, lean=False),
+        httpx_client("httpx", url, bodies, image),
         aiohttp_client(url, bodies, image),
     ]
     samples: dict[str, dict[str, list[float]]] = {c.name: {"batch": [], "upload": []} for c in clients}

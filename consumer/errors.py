@@ -12,8 +12,9 @@ The tree::
     │   └── ValidationError         a field breaks a limit or enum of the API contract
     ├── DeliveryError               the sink could not deliver (raised by sinks only)
     │   ├── RetryableDeliveryError  network error, 408/425/429/5xx/529: back off and try again
-    │   │   └── UnexpectedResponseError  a 2xx that is not the contract's answer (HTML, no ids):
-    │   │                       nothing is known stored, so retried like a 5xx, never acked
+    │   │   ├── UnexpectedResponseError  a 2xx that is not the contract's answer (HTML, no ids):
+    │   │   │                   nothing is known stored, so retried like a 5xx, never acked
+    │   │   └── AnswerTooLargeError  an answer larger than any of the API's: not read, retried
     │   ├── DeliveryTimeoutError    retryable failures until the give-up deadline passed
     │   ├── MissingSourceIdError    an image upload's 2xx without a ``sourceId`` (the cause of
     │   │                           an UnexpectedResponseError, for the retry label)
@@ -25,7 +26,7 @@ The tree::
     ├── SpoolFailure                a spool operation failed; ``cause`` names why (readiness)
     └── KafkaSourceError            the Kafka consumer cannot go on (fatal librdkafka error)
 
-Library errors (httpx, orjson, pydantic, sqlite3, librdkafka) are translated into this tree once,
+Library errors (aiohttp, orjson, pydantic, sqlite3, librdkafka) are translated into this tree once,
 at the edge that calls the library.
 """
 
@@ -151,6 +152,17 @@ class UnexpectedResponseError(RetryableDeliveryError):
     ) -> None:
         super().__init__(message, status=status, endpoint=endpoint)
         self.body_head = body_head
+
+
+class AnswerTooLargeError(RetryableDeliveryError):
+    """An answer body over ``limit`` bytes: no answer of the API is that large, so it is not read.
+
+    Nothing is known stored, so the request is retried like a 5xx (bounded by the give-up time).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, endpoint: str = "", limit: int) -> None:
+        super().__init__(message, status=status, endpoint=endpoint)
+        self.limit = limit
 
 
 class AuthError(DeliveryError):

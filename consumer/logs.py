@@ -69,6 +69,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json", redactor: Redactor
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every request at INFO; that is noise at our volumes.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # aiohttp's client logs at DEBUG/INFO (and warns on unclosed sessions): keep only warnings.
+    logging.getLogger("aiohttp.client").setLevel(logging.WARNING)

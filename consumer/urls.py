@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
+from yarl import URL
 
 
 def host_allowed(url: str, allowed_hosts: Sequence[str]) -> bool:
     """Whether ``url`` is http(s) and its host is in ``allowed_hosts`` (``*.example.com`` allowed)."""
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
+        parsed = URL(url)
+    except (ValueError, TypeError):
         return False
-    if parsed.scheme not in ("http", "https"):
+    if parsed.scheme not in ("http", "https") or parsed.host is None:
         return False
     host = parsed.host.lower().rstrip(".")
     if not host:

@@ -16,7 +16,7 @@ Decisions (contract references in brackets):
   (``wire.cloud_event`` does that, §3.3 NOT FOUND).
 - Headers [§1.3]: ``extra_headers``, then ``Authorization: Bearer <key>`` with ``setdefault`` so an
   explicit ``Authorization`` in ``extra_headers`` wins; ``Content-Type: application/json`` on the
-  batch. Headers are set per request, never on the client, so they never reach an image host.
+  batch. Headers are set per request, never on the session, so they never reach an image host.
 - Each event is serialized once (orjson) and the batch body is joined from the pieces, so splits
   and re-sends do not serialize again and one unserializable event is rejected on its own.
 """
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
 import orjson
+from multidict import CIMultiDict
 
 from consumer import wire
 from consumer.config import CloudSinkConfig, ImagesConfig, RetryConfig
@@ -46,6 +46,7 @@ from consumer.sinks.http import HttpSink
 from consumer.sinks.images import CloudImages
 from consumer.sinks.inflight import tracks_in_flight
 from consumer.sinks.retry import Clock, RetryPolicy, Sleep
+from consumer.sinks.session import SessionFactory
 from consumer.sinks.status import Target, read_batch_answer, send, unexpected_response
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class CloudSink(HttpSink):
         retry: RetryConfig,
         images: ImagesConfig,
         metrics: Metrics,
-        client: httpx.AsyncClient | None = None,
+        session_factory: SessionFactory | None = None,
         *,
         sleep: Sleep | None = None,
         clock: Clock = time.monotonic,
@@ -78,21 +79,27 @@ class CloudSink(HttpSink):
     ) -> None:
         self._config = config
         self._metrics = metrics
-        super().__init__(client, config.timeout_seconds, metrics=metrics)
+        super().__init__(session_factory, metrics=metrics)
         self._url = f"{config.resolved_base_url()}/vision-events/batch"
         api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
-        headers = httpx.Headers(config.extra_headers)
+        headers: CIMultiDict[str] = CIMultiDict(config.extra_headers)
         if api_key:
             headers.setdefault("Authorization", f"Bearer {api_key}")
         # Every header value may be a credential (X-Proxy-Auth...): all are redacted, in every form.
         self._secrets = expand_secrets([api_key, *headers.values()])
         upload_headers = headers.copy()
-        upload_headers.pop("Content-Type", None)  # httpx sets the multipart boundary
+        upload_headers.popall("Content-Type", None)  # aiohttp sets the multipart boundary
         self._headers = headers.copy()
         self._headers["Content-Type"] = "application/json"
         self.policy = RetryPolicy(retry, metrics, self.name, sleep=sleep, clock=clock, rng=rng)
         self.images = CloudImages(
-            config, images, self._client, self.policy, metrics, headers=upload_headers, secrets=self._secrets
+            config,
+            images,
+            self._sessions.get,
+            self.policy,
+            metrics,
+            headers=upload_headers,
+            secrets=self._secrets,
         )
 
     @tracks_in_flight
@@ -125,12 +132,13 @@ class CloudSink(HttpSink):
         return report
 
     async def _post(self, body: bytes, sent_ids: Sequence[str]) -> tuple[int, frozenset[str]]:
-        request = self._client.build_request(
-            "POST", self._url, content=body, headers=self._headers, timeout=self._config.timeout_seconds
-        )
         response = await send(
-            self._client,
-            request,
+            self.session,
+            "POST",
+            self._url,
+            data=body,
+            headers=self._headers,
+            timeout=self._config.timeout_seconds,
             endpoint="batch",
             target=Target.CLOUD,
             metrics=self._metrics,
@@ -147,7 +155,7 @@ class CloudSink(HttpSink):
                 metrics=self._metrics,
                 secrets=self._secrets,
             )
-        return response.status_code, answer.ids
+        return response.status, answer.ids
 
     async def _send(
         self, parts: list[_Part], deadline: float | None, report: DeliveryReport, resends: int

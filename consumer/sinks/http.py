@@ -1,24 +1,23 @@
-"""What the HTTP sinks share: owning (or borrowing) the client, and auth state from the retry policy."""
+"""What the HTTP sinks share: their session (``session.py``), and auth state from the retry policy."""
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 
 from consumer.metrics import Metrics
-from consumer.sinks.deadline import DeadlineClient
 from consumer.sinks.inflight import InFlight
 from consumer.sinks.retry import RetryPolicy
-from consumer.sinks.transport import sink_transport
+from consumer.sinks.session import SessionFactory, SessionHolder
 
 
 class HttpSink:
     """Base of the cloud and on-device sinks.
 
-    A sink given a client (tests inject a mock transport) borrows it; otherwise it creates one,
-    never following redirects (a redirect could carry the API key to another host), and closes it.
-    The client it creates sends over the lean transport of ``transport.py`` (a fraction of the CPU
-    per request), or over httpx's default transport when the environment configures a proxy;
-    either way the request timeout bounds the whole request (see ``deadline.py``).
+    The sink creates its ``aiohttp.ClientSession`` on its first request (inside the running loop)
+    with ``session_factory`` (default :func:`consumer.sinks.session.new_session`; tests pass one
+    whose connector reaches a loopback server) and closes it in :meth:`aclose`. Every request
+    bounds the whole exchange by the sink's request timeout and never follows redirects (a
+    redirect could carry the API key to another host): see ``status.send``.
 
     ``in_flight`` counts the deliveries in progress (subclasses decorate ``deliver`` with
     ``tracks_in_flight``); given ``metrics``, the age of the oldest is exported per sink (read at
@@ -28,18 +27,16 @@ class HttpSink:
     name: str
     policy: RetryPolicy
 
-    def __init__(
-        self, client: httpx.AsyncClient | None, timeout_seconds: float, metrics: Metrics | None = None
-    ) -> None:
+    def __init__(self, session_factory: SessionFactory | None, metrics: Metrics | None = None) -> None:
         self.in_flight = InFlight()
         if metrics is not None:
             metrics.sink_oldest_batch_age.labels(sink=self.name).set_function(self.in_flight.oldest_age)
-        self._owns_client = client is None
-        self._client = (
-            client
-            if client is not None
-            else DeadlineClient(timeout=timeout_seconds, follow_redirects=False, transport=sink_transport())
-        )
+        self._sessions = SessionHolder(session_factory)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The sink's session, created on first use (call it inside the running loop)."""
+        return self._sessions.get()
 
     @property
     def auth_failing(self) -> bool:
@@ -52,6 +49,5 @@ class HttpSink:
         return self.policy.answers_unexpected
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this sink created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the sink's session and its connections."""
+        await self._sessions.aclose()

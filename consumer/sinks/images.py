@@ -54,11 +54,12 @@ import base64
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from consumer.config import CloudSinkConfig, ImagesConfig
 from consumer.contract import IMAGE_CONTENT_TYPES, sniff_image_format
@@ -76,6 +77,8 @@ from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import Rejection
 from consumer.sinks.retry import RetryPolicy, retry_cause
 from consumer.sinks.status import (
+    NETWORK_ERRORS,
+    Answer,
     Outcome,
     Target,
     classify,
@@ -94,6 +97,11 @@ SOURCE_ID_CACHE_SIZE: Final = 4096
 # because the whole image has only ``fetch_deadline_seconds`` and the batch waits for it.
 FETCH_BACKOFF_CAP_SECONDS: Final = 2.0
 _EXTENSIONS: Final = {"jpeg": "jpg"}
+# Reading an image: chunks of at most this size, so the size cap is checked as the body arrives.
+FETCH_CHUNK_BYTES: Final = 64 * 1024
+
+# The sink's session, created on first use (``session.SessionHolder.get``).
+SessionGetter = Callable[[], aiohttp.ClientSession]
 
 
 class ResolvedEvent(NamedTuple):
@@ -145,20 +153,20 @@ class LruCache:
 def _safe_url(url: str) -> str:
     """``url`` without user info or query (either may hold a token), for messages."""
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
+        parsed = URL(url)
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
         return "<invalid URL>"
-    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
 
 
 class UrlFetcher:
     """Fetches image URLs under the allow-list, size cap and timeout of ``ImagesConfig``."""
 
     def __init__(
-        self, config: ImagesConfig, client: httpx.AsyncClient, policy: RetryPolicy, metrics: Metrics
+        self, config: ImagesConfig, session: SessionGetter, policy: RetryPolicy, metrics: Metrics
     ) -> None:
         self._config = config
-        self._client = client
+        self._session = session
         self._policy = policy
         self._metrics = metrics
 
@@ -249,34 +257,37 @@ class UrlFetcher:
         limit = self._config.url_max_bytes
         data = bytearray()
         try:
-            async with asyncio.timeout(self._config.url_timeout_seconds):
-                async with self._client.stream(
-                    "GET", url, timeout=self._config.url_timeout_seconds, follow_redirects=False
-                ) as response:
-                    status = response.status_code
-                    outcome = classify(status, Target.IMAGE_HOST)
-                    if outcome is Outcome.RETRYABLE:
-                        self._metrics.images_fetched.labels(outcome="error").inc()
-                        raise RetryableDeliveryError(
-                            f"fetch: HTTP {status} from {_safe_url(url)}",
-                            status=status,
-                            endpoint="fetch",
-                            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-                        )
-                    if outcome is not Outcome.SUCCESS:
-                        # A 4xx says the host has no such image (for us): unavailable, the
-                        # route decides. A 3xx is refused (a redirect would leave the allow-list).
-                        unavailable = 400 <= status < 500
-                        reason = Reason.IMAGE_UNAVAILABLE if unavailable else Reason.IMAGE_FETCH_FAILED
-                        raise self._fail("rejected", url, f"HTTP {status}", status, reason)
-                    declared = response.headers.get("Content-Length", "")
-                    if declared.isdigit() and int(declared) > limit:
-                        raise self._fail("too_large", url, f"{declared} bytes, over the {limit}-byte cap")
-                    async for chunk in response.aiter_bytes():
-                        data += chunk
-                        if len(data) > limit:
-                            raise self._fail("too_large", url, f"over the {limit}-byte cap")
-        except (httpx.RequestError, TimeoutError) as exc:
+            # ClientTimeout(total=...) bounds the whole attempt, body included: a host trickling
+            # the image cannot hold the batch past url_timeout_seconds.
+            async with self._session().get(
+                url,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self._config.url_timeout_seconds),
+            ) as response:
+                status = response.status
+                outcome = classify(status, Target.IMAGE_HOST)
+                if outcome is Outcome.RETRYABLE:
+                    self._metrics.images_fetched.labels(outcome="error").inc()
+                    raise RetryableDeliveryError(
+                        f"fetch: HTTP {status} from {_safe_url(url)}",
+                        status=status,
+                        endpoint="fetch",
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                    )
+                if outcome is not Outcome.SUCCESS:
+                    # A 4xx says the host has no such image (for us): unavailable, the
+                    # route decides. A 3xx is refused (a redirect would leave the allow-list).
+                    unavailable = 400 <= status < 500
+                    reason = Reason.IMAGE_UNAVAILABLE if unavailable else Reason.IMAGE_FETCH_FAILED
+                    raise self._fail("rejected", url, f"HTTP {status}", status, reason)
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise self._fail("too_large", url, f"{declared} bytes, over the {limit}-byte cap")
+                async for chunk in response.content.iter_chunked(FETCH_CHUNK_BYTES):
+                    data += chunk
+                    if len(data) > limit:
+                        raise self._fail("too_large", url, f"over the {limit}-byte cap")
+        except NETWORK_ERRORS as exc:
             self._metrics.images_fetched.labels(outcome="error").inc()
             raise error_for_exception(exc, endpoint="fetch") from exc
         if sniff_image_format(bytes(data[:16])) is None:
@@ -371,7 +382,7 @@ def _settle(
     return ResolvedEvent(event, values[0], values[1])
 
 
-def _source_id_of(response: httpx.Response, metrics: Metrics, secrets: Sequence[str]) -> str:
+def _source_id_of(response: Answer, metrics: Metrics, secrets: Sequence[str]) -> str:
     source_id = created_id(response, "sourceId")
     if source_id is None:
         raise unexpected_response(
@@ -387,23 +398,23 @@ class CloudImages:
         self,
         config: CloudSinkConfig,
         images: ImagesConfig,
-        client: httpx.AsyncClient,
+        session: SessionGetter,
         policy: RetryPolicy,
         metrics: Metrics,
         *,
-        headers: httpx.Headers,
+        headers: Mapping[str, str],
         secrets: Sequence[str] = (),
         cache_size: int = SOURCE_ID_CACHE_SIZE,
     ) -> None:
         self._url = f"{config.resolved_base_url()}/vision-events/upload"
         self._timeout = config.timeout_seconds
-        self._client = client
+        self._session = session
         self._policy = policy
         self._metrics = metrics
         self._headers = headers
         self._secrets = tuple(secrets)
         self._semaphore = asyncio.Semaphore(config.upload_concurrency)
-        self._fetcher = UrlFetcher(images, client, policy, metrics)
+        self._fetcher = UrlFetcher(images, session, policy, metrics)
         self.cache = LruCache(cache_size)
 
     async def resolve(
@@ -474,16 +485,16 @@ class CloudImages:
 
     async def _upload_once(self, data: bytes, image_format: str) -> str:
         filename = f"image.{_EXTENSIONS.get(image_format, image_format)}"
-        request = self._client.build_request(
+        # A new form per attempt: aiohttp consumes a FormData when it sends it.
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=filename, content_type=IMAGE_CONTENT_TYPES[image_format])
+        response = await send(
+            self._session(),
             "POST",
             self._url,
-            files={"file": (filename, data, IMAGE_CONTENT_TYPES[image_format])},
+            data=form,
             headers=self._headers,
             timeout=self._timeout,
-        )
-        response = await send(
-            self._client,
-            request,
             endpoint="upload",
             target=Target.CLOUD,
             metrics=self._metrics,
@@ -513,13 +524,13 @@ class LocalImages:
     def __init__(
         self,
         images: ImagesConfig,
-        client: httpx.AsyncClient,
+        session: SessionGetter,
         policy: RetryPolicy,
         metrics: Metrics,
         *,
         concurrency: int,
     ) -> None:
-        self._fetcher = UrlFetcher(images, client, policy, metrics)
+        self._fetcher = UrlFetcher(images, session, policy, metrics)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._metrics = metrics
 

@@ -18,7 +18,6 @@ import random
 import time
 from collections.abc import Sequence
 
-import httpx
 import orjson
 
 from consumer import wire
@@ -32,7 +31,8 @@ from consumer.sinks.http import HttpSink
 from consumer.sinks.images import LocalImages, ResolvedEvent
 from consumer.sinks.inflight import tracks_in_flight
 from consumer.sinks.retry import Clock, RetryPolicy, Sleep
-from consumer.sinks.status import Target, created_id, send, unexpected_response
+from consumer.sinks.session import SessionFactory
+from consumer.sinks.status import Answer, Target, created_id, send, unexpected_response
 
 
 class LocalSink(HttpSink):
@@ -46,7 +46,7 @@ class LocalSink(HttpSink):
         retry: RetryConfig,
         images: ImagesConfig,
         metrics: Metrics,
-        client: httpx.AsyncClient | None = None,
+        session_factory: SessionFactory | None = None,
         *,
         sleep: Sleep | None = None,
         clock: Clock = time.monotonic,
@@ -54,16 +54,18 @@ class LocalSink(HttpSink):
     ) -> None:
         self._config = config
         self._metrics = metrics
-        super().__init__(client, config.timeout_seconds, metrics=metrics)
+        super().__init__(session_factory, metrics=metrics)
         self._url = f"{config.url.rstrip('/')}/v2/events"
-        self._headers = httpx.Headers({"Content-Type": "application/json"})
+        self._headers = {"Content-Type": "application/json"}
         api_key = config.api_key.get_secret_value() if config.api_key is not None else ""
         if api_key:
             self._headers["X-API-Key"] = api_key
         self._secrets = expand_secrets([api_key])
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self.policy = RetryPolicy(retry, metrics, self.name, sleep=sleep, clock=clock, rng=rng)
-        self.images = LocalImages(images, self._client, self.policy, metrics, concurrency=config.concurrency)
+        self.images = LocalImages(
+            images, self._sessions.get, self.policy, metrics, concurrency=config.concurrency
+        )
 
     @tracks_in_flight
     async def deliver(self, events: Sequence[VisionEvent]) -> DeliveryReport:
@@ -82,21 +84,22 @@ class LocalSink(HttpSink):
                     group.create_task(self._deliver_one(item, deadline, report))
         return report
 
-    async def _post(self, body: bytes) -> httpx.Response:
-        request = self._client.build_request(
-            "POST", self._url, content=body, headers=self._headers, timeout=self._config.timeout_seconds
-        )
+    async def _post(self, body: bytes) -> Answer:
         response = await send(
-            self._client,
-            request,
+            self.session,
+            "POST",
+            self._url,
+            data=body,
+            headers=self._headers,
+            timeout=self._config.timeout_seconds,
             endpoint="events",
             target=Target.LOCAL,
             metrics=self._metrics,
             secrets=self._secrets,
         )
         # Checked inside the retried call, so an answer that is not the Event Store's is retried.
-        if response.status_code != 201 or created_id(response, "id") is None:
-            why = "not 201" if response.status_code != 201 else "no event id"
+        if response.status != 201 or created_id(response, "id") is None:
+            why = "not 201" if response.status != 201 else "no event id"
             raise unexpected_response(
                 response,
                 why,

@@ -2,8 +2,10 @@
 
 Every sink asks :func:`classify` what a status code means for the server it talks to, and turns a
 response or a transport exception into a typed error with :func:`error_for_response` /
-:func:`error_for_exception`. The retry, split and dead-letter decisions are then taken from the
-error classes alone (see ``consumer/errors.py``).
+:func:`error_for_exception`. A response is read whole into an :class:`Answer` (at most
+:data:`ANSWER_MAX_BYTES`) by :func:`send`, the one place the sinks talk to aiohttp for the API.
+The retry, split and dead-letter decisions are then taken from the error classes alone (see
+``consumer/errors.py``).
 
 Why "everything else is REJECTED": a status not listed as success, retryable or auth says the
 request *as sent* will not succeed by sending it again. Splitting the batch isolates the events at
@@ -31,17 +33,18 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
 
-import httpx
+import aiohttp
 import orjson
 
 from consumer.errors import (
+    AnswerTooLargeError,
     AuthError,
     DeliveryError,
     RejectedError,
@@ -56,6 +59,21 @@ logger = logging.getLogger(__name__)
 DETAIL_MAX_CHARS: Final = 1000
 BODY_HEAD_CHARS: Final = 200
 UNEXPECTED_LOG_INTERVAL_SECONDS: Final = 30.0
+# The API's answers are a few KB; anything this large is not one of them, and is not kept in memory.
+ANSWER_MAX_BYTES: Final = 1024 * 1024
+
+# What aiohttp raises for a failed exchange: its own errors, and TimeoutError for the request's
+# whole-request bound (``ClientTimeout(total=...)``, whose socket timeouts subclass it too).
+NETWORK_ERRORS: Final = (aiohttp.ClientError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response read whole: status, headers (case-insensitive lookup) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 class Outcome(StrEnum):
@@ -99,7 +117,7 @@ _S, _T, _A, _R = Outcome.SUCCESS, Outcome.RETRYABLE, Outcome.AUTH, Outcome.REJEC
 
 # Rows are sorted, contiguous and cover 100..599 exactly (a unit test checks it).
 STATUS_TABLE: Final[tuple[StatusRule, ...]] = (
-    StatusRule(100, 199, _R, _R, _R, "a final 1xx is a broken server or proxy; httpx hides interim 1xx"),
+    StatusRule(100, 199, _R, _R, _R, "a final 1xx is a broken server or proxy; aiohttp hides interim 1xx"),
     StatusRule(200, 200, _S, _S, _S, "2xx: the sink then checks the body is the contract's answer"),
     StatusRule(201, 201, _S, _S, _S, "created: the documented success of every endpoint"),
     StatusRule(202, 299, _S, _S, _S, "2xx: the sink checks the answer (local: only 201 with an id, §5.2)"),
@@ -179,17 +197,14 @@ def _as_text(value: Any) -> str:
         return repr(value)
 
 
-def response_detail(response: httpx.Response, secrets: Sequence[str] = ()) -> str:
+def response_detail(response: Answer, secrets: Sequence[str] = ()) -> str:
     """Return the server's explanation: the body's ``detail``/``error``/``message``, else its text.
 
     The local Event Store answers ``{"detail": ...}`` (FastAPI, sometimes a list of errors), the
     cloud mocks ``{"error": ...}``; the real cloud shape is NOT FOUND, so the raw text is the
     fallback. Truncated to about 1000 characters; ``secrets`` are scrubbed.
     """
-    try:
-        raw = response.content
-    except httpx.ResponseNotRead:
-        return ""
+    raw = response.body
     text = raw.decode("utf-8", "replace")
     try:
         body = orjson.loads(raw)
@@ -204,10 +219,10 @@ def response_detail(response: httpx.Response, secrets: Sequence[str] = ()) -> st
 
 
 def error_for_response(
-    response: httpx.Response, *, endpoint: str, target: Target, secrets: Sequence[str] = ()
+    response: Answer, *, endpoint: str, target: Target, secrets: Sequence[str] = ()
 ) -> DeliveryError | None:
     """None when ``response`` is a success for ``target``, else the typed error to raise."""
-    status = response.status_code
+    status = response.status
     outcome = classify(status, target)
     if outcome is Outcome.SUCCESS:
         return None
@@ -222,48 +237,87 @@ def error_for_response(
 
 
 def error_for_exception(
-    exc: httpx.RequestError | TimeoutError, *, endpoint: str, secrets: Sequence[str] = ()
+    exc: aiohttp.ClientError | TimeoutError, *, endpoint: str, secrets: Sequence[str] = ()
 ) -> RetryableDeliveryError:
     """Translate a network failure (refused, reset, timeout, protocol error): always retryable.
+
+    The request's bound running out is a ``TimeoutError`` (with an empty message: the text says so).
 
     Raise the result ``from exc``: the retry metrics take the cause label from the original class.
     """
     text = redact(str(exc), secrets)
+    if not text and isinstance(exc, TimeoutError):
+        text = "the request outlasted its timeout"
     message = f"{endpoint}: {type(exc).__name__}" + (f": {_truncate(text)}" if text else "")
     return RetryableDeliveryError(message, endpoint=endpoint)
 
 
+async def read_answer(response: aiohttp.ClientResponse, *, endpoint: str) -> Answer:
+    """Read ``response`` whole into an :class:`Answer`; AnswerTooLargeError past ANSWER_MAX_BYTES."""
+    declared = response.content_length
+    if declared is not None and declared <= ANSWER_MAX_BYTES:
+        return Answer(response.status, response.headers, await response.read())
+    body = bytearray()
+    if declared is None or declared <= ANSWER_MAX_BYTES:
+        async for chunk in response.content.iter_any():
+            body += chunk
+            if len(body) > ANSWER_MAX_BYTES:
+                break
+    if (declared is not None and declared > ANSWER_MAX_BYTES) or len(body) > ANSWER_MAX_BYTES:
+        raise AnswerTooLargeError(
+            f"{endpoint}: HTTP {response.status} answer over the {ANSWER_MAX_BYTES}-byte cap",
+            status=response.status,
+            endpoint=endpoint,
+            limit=ANSWER_MAX_BYTES,
+        )
+    return Answer(response.status, response.headers, bytes(body))
+
+
 async def send(
-    client: httpx.AsyncClient,
-    request: httpx.Request,
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
     *,
+    timeout: float,
     endpoint: str,
     target: Target,
     metrics: Metrics,
     secrets: Sequence[str] = (),
-) -> httpx.Response:
-    """Send ``request`` once, time it into ``api_requests`` and raise the typed error of its outcome."""
+    data: bytes | aiohttp.FormData | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Answer:
+    """Send one request, time it into ``api_requests`` and raise the typed error of its outcome.
+
+    ``timeout`` bounds the whole exchange, body included (``ClientTimeout(total=...)``): a server
+    trickling its answer ends in a TimeoutError like one that never answers. Redirects are never
+    followed (see the module docstring).
+    """
     started = time.perf_counter()
     try:
-        response = await client.send(request, follow_redirects=False)
-    except httpx.RequestError as exc:
+        async with session.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            answer = await read_answer(response, endpoint=endpoint)
+    except NETWORK_ERRORS as exc:
         metrics.api_requests.labels(endpoint=endpoint, status="error").observe(time.perf_counter() - started)
         raise error_for_exception(exc, endpoint=endpoint, secrets=secrets) from exc
-    metrics.api_requests.labels(endpoint=endpoint, status=str(response.status_code)).observe(
+    metrics.api_requests.labels(endpoint=endpoint, status=str(answer.status)).observe(
         time.perf_counter() - started
     )
-    error = error_for_response(response, endpoint=endpoint, target=target, secrets=secrets)
+    error = error_for_response(answer, endpoint=endpoint, target=target, secrets=secrets)
     if error is not None:
         raise error
-    return response
+    return answer
 
 
-def body_head(response: httpx.Response, secrets: Sequence[str] = (), limit: int = BODY_HEAD_CHARS) -> str:
+def body_head(response: Answer, secrets: Sequence[str] = (), limit: int = BODY_HEAD_CHARS) -> str:
     """The first ``limit`` characters of the body, secrets scrubbed, for logs and errors."""
-    try:
-        raw = response.content
-    except httpx.ResponseNotRead:
-        return ""
+    raw = response.body
     # Redact before cutting, so a secret straddling the cut cannot leak its first half.
     text = redact(raw.decode("utf-8", "replace"), secrets)
     return _truncate(text, limit)
@@ -301,7 +355,7 @@ UNEXPECTED_LOG = LogThrottle(UNEXPECTED_LOG_INTERVAL_SECONDS)
 
 
 def unexpected_response(
-    response: httpx.Response,
+    response: Answer,
     why: str,
     *,
     endpoint: str,
@@ -317,7 +371,7 @@ def unexpected_response(
     """
     metrics.unexpected_responses.labels(sink=target.value, endpoint=endpoint).inc()
     head = body_head(response, secrets)
-    message = f"{endpoint}: HTTP {response.status_code} is not the API's answer ({why}); body: {head!r}"
+    message = f"{endpoint}: HTTP {response.status} is not the API's answer ({why}); body: {head!r}"
     count = UNEXPECTED_LOG.admit((target.value, endpoint))
     if count is not None:
         logger.warning(
@@ -325,24 +379,24 @@ def unexpected_response(
             " such line; retrying, nothing acknowledged; body starts: %r",
             target.value,
             endpoint,
-            response.status_code,
+            response.status,
             why,
             count,
             head,
             extra={
                 "sink": target.value,
                 "endpoint": endpoint,
-                "status": response.status_code,
+                "status": response.status,
                 "count": count,
             },
         )
-    return UnexpectedResponseError(message, status=response.status_code, endpoint=endpoint, body_head=head)
+    return UnexpectedResponseError(message, status=response.status, endpoint=endpoint, body_head=head)
 
 
-def json_object(response: httpx.Response) -> dict[str, Any] | None:
+def json_object(response: Answer) -> dict[str, Any] | None:
     """The body parsed as a JSON object, or None (not JSON, or JSON but not an object)."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(response.body)
     except orjson.JSONDecodeError:
         return None
     return body if isinstance(body, dict) else None
@@ -355,7 +409,7 @@ class BatchAnswer(NamedTuple):
     problem: str | None
 
 
-def read_batch_answer(response: httpx.Response, sent_ids: Sequence[str]) -> BatchAnswer:
+def read_batch_answer(response: Answer, sent_ids: Sequence[str]) -> BatchAnswer:
     """Parse a 2xx batch answer once and check it is the contract's ``201 {"eventIds": [...]}``.
 
     ``eventIds`` must be a list of strings, without duplicates, each one an id that was sent
@@ -379,7 +433,7 @@ def read_batch_answer(response: httpx.Response, sent_ids: Sequence[str]) -> Batc
     return BatchAnswer(unique, None)
 
 
-def created_id(response: httpx.Response, key: str) -> str | None:
+def created_id(response: Answer, key: str) -> str | None:
     """The non-empty string id at ``key`` of a JSON object body (``sourceId``, ``id``), or None."""
     body = json_object(response)
     value = body.get(key) if body is not None else None

@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
 import orjson
 
 from consumer.config import ImagesConfig, RetryConfig
@@ -32,6 +31,7 @@ from consumer.model import ImageSource, VisionEvent
 from consumer.sinks.base import DeliveryReport, Rejection
 from consumer.sinks.images import UrlFetcher, drops_unavailable_image
 from consumer.sinks.retry import RetryPolicy
+from consumer.sinks.session import SessionFactory, SessionHolder
 from consumer.spool.codec import NewRow, encode_event, image_key
 from consumer.spool.store import SpoolStore
 
@@ -57,13 +57,12 @@ class SpoolSink:
         retry: RetryConfig,
         images: ImagesConfig,
         metrics: Metrics,
-        client: httpx.AsyncClient | None = None,
+        session_factory: SessionFactory | None = None,
     ) -> None:
         self._store = store
         self._images = images
         self._metrics = metrics
-        self._client = client
-        self._owns_client = client is None
+        self._sessions = SessionHolder(session_factory)
         self._policy = RetryPolicy(retry, metrics, self.name, clock=time.monotonic)
         self._fetcher: UrlFetcher | None = None
         self._fetch_slots = asyncio.Semaphore(_FETCH_CONCURRENCY)
@@ -79,18 +78,13 @@ class SpoolSink:
         return False
 
     async def aclose(self) -> None:
-        """Close the HTTP client used for URL images, if this sink created one."""
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the HTTP session used for URL images, if one was opened."""
+        await self._sessions.aclose()
 
     def _url_fetcher(self) -> UrlFetcher:
         if self._fetcher is None:
-            if self._client is None:
-                self._client = httpx.AsyncClient(
-                    timeout=self._images.url_timeout_seconds, follow_redirects=False
-                )
-            self._fetcher = UrlFetcher(self._images, self._client, self._policy, self._metrics)
+            # The session itself is opened on the first fetch (UrlFetcher calls the getter then).
+            self._fetcher = UrlFetcher(self._images, self._sessions.get, self._policy, self._metrics)
         return self._fetcher
 
     async def _fetch(self, url: str, deadline: float | None) -> bytes | _Failure:

@@ -109,3 +109,26 @@ def test_a_dribbling_event_store_times_out_and_give_up_dead_letters_the_event() 
         assert [rejection.reason for rejection in report.rejected] == [Reason.DELIVERY_TIMEOUT]
 
     asyncio.run(scenario())
+
+
+def test_the_request_timeout_itself_ends_a_dribbling_attempt_before_the_give_up() -> None:
+    async def scenario() -> float | None:
+        async with dribbling_server() as port:
+            metrics = Metrics()
+            sink = CloudSink(
+                # Give-up far later than the request timeout: an attempt that ends early was ended by
+                # the request's own whole-exchange bound (a per-read timeout would never trip here).
+                CloudSinkConfig(
+                    base_url=f"http://127.0.0.1:{port}/", api_key=SecretStr("k"), timeout_seconds=2.0
+                ),
+                RetryConfig(give_up_after_seconds=6.0, initial_backoff_seconds=0.1, max_backoff_seconds=0.2),
+                ImagesConfig(),
+                metrics,
+            )
+            await deliver_bounded(sink, 1)
+        return metrics.registry.get_sample_value(
+            "vision_events_api_retries_total", {"endpoint": "batch", "cause": "TimeoutError"}
+        )
+
+    retried = asyncio.run(scenario())
+    assert retried is not None and retried >= 1

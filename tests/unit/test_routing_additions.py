@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
+import aiohttp
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
@@ -456,8 +456,10 @@ def test_image_url_is_fetched_by_the_image_fetcher_under_its_size_cap(
     async def fetch_both() -> tuple[bytes, BaseException]:
         config = ImagesConfig(url_allowed_hosts=["127.0.0.1"], url_max_bytes=max(cap, 1024))
         metrics = Metrics(CollectorRegistry())
-        async with httpx.AsyncClient() as client:
-            fetcher = UrlFetcher(config, client, RetryPolicy(RetryConfig(), metrics, "local"), metrics)
+        async with aiohttp.ClientSession() as session:
+            fetcher = UrlFetcher(
+                config, lambda: session, RetryPolicy(RetryConfig(), metrics, "local"), metrics
+            )
             got = await fetcher.fetch(urls[0])
             try:
                 await fetcher.fetch(urls[1])

@@ -22,6 +22,7 @@ from consumer.sinks.inflight import InFlight
 from consumer.sinks.local import LocalSink
 from consumer.sources.base import Intake
 from tests.support.clock import FakeTime
+from tests.support.http_stub import StubServer
 from tests.support.messages import message, normalizer
 
 GAUGE = "vision_events_sink_oldest_batch_age_seconds"
@@ -147,8 +148,8 @@ def test_the_local_sink_exports_its_oldest_delivery_while_a_post_waits() -> None
             await answer.wait()
             return httpx.Response(201, json={"id": 1})
 
-        client = httpx.AsyncClient(transport=httpx.MockTransport(event_store))
-        sink = LocalSink(LocalSinkConfig(), RetryConfig(), ImagesConfig(), metrics, client)
+        stub = StubServer(event_store)
+        sink = LocalSink(LocalSinkConfig(), RetryConfig(), ImagesConfig(), metrics, stub.session_factory())
         assert age() == 0.0
         payload = {"event_type": "custom", "use_case": "u", "custom_value": "v"}
         event = normalizer("routes: [{name: all, match: 'events/#'}]").normalize(message("events/a", payload))
@@ -164,6 +165,6 @@ def test_the_local_sink_exports_its_oldest_delivery_while_a_post_waits() -> None
         assert report.delivered == [event]
         assert age() == 0.0
         await sink.aclose()
-        await client.aclose()
+        await stub.close()
 
     asyncio.run(scenario())

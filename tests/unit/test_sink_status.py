@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
+from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from consumer.errors import AuthError, Reason, RejectedError, RetryableDeliveryError, UnexpectedResponseError
+from consumer.errors import (
+    AnswerTooLargeError,
+    AuthError,
+    Reason,
+    RejectedError,
+    RetryableDeliveryError,
+    UnexpectedResponseError,
+)
 from consumer.metrics import Metrics
 from consumer.sinks.status import (
+    ANSWER_MAX_BYTES,
     BODY_HEAD_CHARS,
     DETAIL_MAX_CHARS,
     STATUS_TABLE,
+    Answer,
     LogThrottle,
     Outcome,
     Target,
@@ -27,6 +40,7 @@ from consumer.sinks.status import (
     send,
     unexpected_response,
 )
+from tests.support.http_stub import StubServer
 
 KEY = "rf_live_SECRET_key_0123456789"
 
@@ -104,13 +118,14 @@ def test_retry_after_as_http_date() -> None:
 
 def _response(
     status: int, *, json: object = None, text: str | None = None, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    request = httpx.Request(
-        "POST", "https://api.test/vision-events/batch", headers={"Authorization": f"Bearer {KEY}"}
+) -> Answer:
+    # Built the way httpx builds a body from json/text, then read into the sinks' Answer.
+    built = (
+        httpx.Response(status, json=json, headers=headers)
+        if json is not None
+        else httpx.Response(status, text=text or "", headers=headers)
     )
-    if json is not None:
-        return httpx.Response(status, json=json, headers=headers, request=request)
-    return httpx.Response(status, text=text or "", headers=headers, request=request)
+    return Answer(status, CIMultiDictProxy(CIMultiDict(built.headers.multi_items())), built.content)
 
 
 def test_success_gives_no_error() -> None:
@@ -207,17 +222,31 @@ def test_detail_scrubs_secrets_echoed_by_the_server() -> None:
 @pytest.mark.parametrize(
     "exc",
     [
-        httpx.ConnectError("refused"),
-        httpx.ReadTimeout("slow"),
-        httpx.RemoteProtocolError("peer closed connection"),
-        httpx.ReadError("reset"),
+        aiohttp.ClientConnectionError("refused"),
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("peer closed connection"),
+        aiohttp.ClientOSError(104, "reset"),
+        TimeoutError(),
     ],
 )
-def test_network_errors_are_retryable(exc: httpx.RequestError) -> None:
+def test_network_errors_are_retryable(exc: aiohttp.ClientError | TimeoutError) -> None:
     error = error_for_exception(exc, endpoint="upload")
     assert isinstance(error, RetryableDeliveryError)
     assert error.status is None
     assert type(exc).__name__ in str(error)
+
+
+def _serve(handler: Callable[[httpx.Request], httpx.Response], body: Callable[[StubServer], Any]) -> None:
+    async def scenario() -> None:
+        stub = StubServer(handler)
+        try:
+            await stub.start()
+            async with aiohttp.ClientSession() as session:
+                await body(stub)(session)
+        finally:
+            await stub.close()
+
+    asyncio.run(scenario())
 
 
 def test_send_records_latency_by_status_and_raises_the_typed_error() -> None:
@@ -227,26 +256,21 @@ def test_send_records_latency_by_status_and_raises_the_typed_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return next(answers)
 
-    async def scenario() -> None:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+    def body(stub: StubServer) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
+        async def run(session: aiohttp.ClientSession) -> None:
+            url = f"http://127.0.0.1:{stub.port}/x"
             with pytest.raises(RetryableDeliveryError):
                 await send(
-                    client,
-                    client.build_request("POST", "https://api.test/x"),
-                    endpoint="batch",
-                    target=Target.CLOUD,
-                    metrics=metrics,
+                    session, "POST", url, timeout=5, endpoint="batch", target=Target.CLOUD, metrics=metrics
                 )
             response = await send(
-                client,
-                client.build_request("POST", "https://api.test/x"),
-                endpoint="batch",
-                target=Target.CLOUD,
-                metrics=metrics,
+                session, "POST", url, timeout=5, endpoint="batch", target=Target.CLOUD, metrics=metrics
             )
-            assert response.status_code == 201
+            assert response.status == 201
 
-    asyncio.run(scenario())
+        return run
+
+    _serve(handler, body)
     assert requests_seen(metrics, "batch", "503") == 1
     assert requests_seen(metrics, "batch", "201") == 1
 
@@ -255,22 +279,56 @@ def test_send_records_network_errors_as_status_error() -> None:
     metrics = Metrics()
 
     def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+        raise ConnectionResetError("dropped")
 
-    async def scenario() -> None:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+    def body(stub: StubServer) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
+        async def run(session: aiohttp.ClientSession) -> None:
             with pytest.raises(RetryableDeliveryError) as caught:
                 await send(
-                    client,
-                    client.build_request("POST", "https://api.test/x"),
+                    session,
+                    "POST",
+                    f"http://127.0.0.1:{stub.port}/x",
+                    timeout=5,
                     endpoint="upload",
                     target=Target.CLOUD,
                     metrics=metrics,
                 )
-            assert isinstance(caught.value.__cause__, httpx.ConnectError)
+            assert isinstance(caught.value.__cause__, aiohttp.ServerDisconnectedError)
 
-    asyncio.run(scenario())
+        return run
+
+    _serve(handler, body)
     assert requests_seen(metrics, "upload", "error") == 1
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_an_answer_over_the_cap_is_a_typed_error_naming_the_cap(declared: bool) -> None:
+    metrics = Metrics()
+    huge = b"x" * (ANSWER_MAX_BYTES + 1)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if declared:
+            return httpx.Response(201, content=huge)
+        return httpx.Response(201, content=iter([huge[:1000], huge[1000:]]))  # chunked, no length
+
+    def body(stub: StubServer) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
+        async def run(session: aiohttp.ClientSession) -> None:
+            with pytest.raises(AnswerTooLargeError) as caught:
+                await send(
+                    session,
+                    "POST",
+                    f"http://127.0.0.1:{stub.port}/x",
+                    timeout=5,
+                    endpoint="batch",
+                    target=Target.CLOUD,
+                    metrics=metrics,
+                )
+            assert str(ANSWER_MAX_BYTES) in str(caught.value)
+            assert caught.value.limit == ANSWER_MAX_BYTES
+
+        return run
+
+    _serve(handler, body)
 
 
 def test_the_log_throttle_lets_one_line_per_key_through_each_interval_with_the_count() -> None:

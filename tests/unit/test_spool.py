@@ -28,6 +28,7 @@ from consumer.spool import Forwarder, SpoolSink, SpoolStore
 from consumer.spool.codec import decode_event
 from consumer.spool.store import _Database
 from tests.support.doubles import MemoryDeadLetters, MemorySink
+from tests.support.http_stub import StubServer
 from tests.support.images import b64, jpeg_bytes, png_bytes
 from tests.support.messages import message, normalizer
 
@@ -90,9 +91,10 @@ def _store(path: Path, metrics: Metrics, **config: Any) -> SpoolStore:
     return SpoolStore(settings, metrics, retry_initial_seconds=0.01, retry_max_seconds=0.05)
 
 
-def _sink(store: SpoolStore, metrics: Metrics, client: httpx.AsyncClient | None = None) -> SpoolSink:
+def _sink(store: SpoolStore, metrics: Metrics, stub: StubServer | None = None) -> SpoolSink:
     images = ImagesConfig(url_allowed_hosts=["images.test"])
-    return SpoolSink(store, RetryConfig(initial_backoff_seconds=0.01), images, metrics, client)
+    factory = None if stub is None else stub.session_factory()
+    return SpoolSink(store, RetryConfig(initial_backoff_seconds=0.01), images, metrics, factory)
 
 
 async def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -561,10 +563,10 @@ def test_url_images_are_fetched_when_spooled_and_failures_refused(tmp_path: Path
     async def scenario() -> None:
         metrics = _metrics()
         store = _store(tmp_path / "spool.db", metrics)
-        client = httpx.AsyncClient(transport=httpx.MockTransport(serve))
-        sink = _sink(store, metrics, client)
-        good = _events(1, image=None, input_image={"url": "https://images.test/frame.jpg"})
-        bad = _events(1, start=1, image=None, input_image={"url": "https://images.test/gone.jpg"})
+        stub = StubServer(serve)
+        sink = _sink(store, metrics, stub)
+        good = _events(1, image=None, input_image={"url": "http://images.test/frame.jpg"})
+        bad = _events(1, start=1, image=None, input_image={"url": "http://images.test/gone.jpg"})
         report = await sink.deliver(good + bad)
         assert [e.event_id for e in report.delivered] == [eid(0)]
         (refused,) = report.rejected
@@ -573,7 +575,8 @@ def test_url_images_are_fetched_when_spooled_and_failures_refused(tmp_path: Path
         back = decode_event(claim.rows[0], claim.images)
         assert back.input_image is not None and back.input_image.data() == JPEG
         assert base64.b64decode(back.input_image.base64 or "") == JPEG
-        await client.aclose()
+        await sink.aclose()
+        await stub.close()
         await store.close()
 
     asyncio.run(scenario())
@@ -588,17 +591,17 @@ def test_an_unavailable_url_image_is_left_out_of_the_spooled_event_when_the_rout
     async def scenario() -> None:
         metrics = _metrics()
         store = _store(tmp_path / "spool.db", metrics)
-        client = httpx.AsyncClient(transport=httpx.MockTransport(serve))
-        sink = _sink(store, metrics, client)
-        (gone,) = _events(1, image=None, output_image={"url": "https://images.test/gone.jpg"})
+        stub = StubServer(serve)
+        sink = _sink(store, metrics, stub)
+        (gone,) = _events(1, image=None, output_image={"url": "http://images.test/gone.jpg"})
         (kept,) = _events(
             1,
             start=1,
             image=None,
-            output_image={"url": "https://images.test/gone.jpg"},
-            input_image={"url": "https://images.test/frame.jpg"},
+            output_image={"url": "http://images.test/gone.jpg"},
+            input_image={"url": "http://images.test/frame.jpg"},
         )
-        (strict,) = _events(1, start=2, image=None, output_image={"url": "https://images.test/gone.jpg"})
+        (strict,) = _events(1, start=2, image=None, output_image={"url": "http://images.test/gone.jpg"})
         gone.annotations = {"objectDetections": [{"class": "a"}]}
         gone.deliver_without_image = kept.deliver_without_image = True
         report = await sink.deliver([gone, kept, strict])
@@ -613,7 +616,8 @@ def test_an_unavailable_url_image_is_left_out_of_the_spooled_event_when_the_rout
         assert frame is not None and frame.data() == JPEG
         labels = {"reason": "image_unavailable"}
         assert _value(metrics, "vision_events_annotations_dropped_total", labels) == 1
-        await client.aclose()
+        await sink.aclose()
+        await stub.close()
         await store.close()
 
     asyncio.run(scenario())
