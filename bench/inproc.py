@@ -45,10 +45,11 @@ class _Acks:
         self.count += 1
 
 
-async def _drain(pipeline: Pipeline, messages: list[InboundMessage]) -> None:
+async def _drain(pipeline: Pipeline, sink: CloudSink, messages: list[InboundMessage]) -> None:
     for start in range(0, len(messages), _HANDOFF):
         await pipeline.submit(messages[start : start + _HANDOFF])
     await pipeline.flush()
+    await sink.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ def run(kind: str, count: int, profile: Path | None, workdir: Path) -> InprocRes
         started, cpu_started = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
-        asyncio.run(_drain(pipeline, messages))
+        asyncio.run(_drain(pipeline, sink, messages))
         if profiler is not None:
             profiler.disable()
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
